@@ -1,0 +1,80 @@
+"""Image conversions shared by the pipeline, the node, training and the CLI (numpy + OpenCV only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+AgcMode = Literal["percentile", "minmax", "fixed"]
+
+
+def thermal_gain(
+    raw: np.ndarray,
+    mode: AgcMode = "percentile",
+    percentiles: tuple[float, float] = (1.0, 99.0),
+    fixed_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Map a raw thermal image (any numeric dtype) to float32 in [0, 1].
+
+    Radiometric cameras deliver 14/16-bit counts whose useful span is a small slice of the
+    dtype range, so a plain division by 65535 gives a black image: this is the automatic gain
+    control. ``percentile`` is robust to a few hot pixels, ``minmax`` keeps every value and
+    ``fixed`` (a range in raw units) keeps brightness stable across frames.
+    """
+    img = raw.astype(np.float32, copy=False)
+    if mode == "percentile":
+        low, high = np.percentile(img, percentiles)
+    elif mode == "minmax":
+        low, high = float(img.min()), float(img.max())
+    elif mode == "fixed":
+        if fixed_range is None:
+            raise ValueError("thermal_gain mode 'fixed' needs fixed_range=(low, high) in raw units")
+        low, high = fixed_range
+    else:
+        raise ValueError(f"unknown AGC mode {mode!r}; use percentile, minmax or fixed")
+    span = float(high) - float(low)
+    if span <= 0:
+        return np.zeros(img.shape, np.float32)
+    return np.clip((img - float(low)) / span, 0.0, 1.0).astype(np.float32)
+
+
+def ir_to_unit(ir: np.ndarray) -> np.ndarray:
+    """Thermal frame as float32 H×W in [0, 1]: uint8 scales by 255, other integers go through AGC.
+
+    Floats are taken as already normalised to [0, 1] (values are clipped).
+    """
+    if ir.ndim == 3:
+        ir = ir[..., 0]
+    if ir.dtype == np.uint8:
+        return ir.astype(np.float32) / 255.0
+    if np.issubdtype(ir.dtype, np.integer):
+        return thermal_gain(ir)
+    return np.clip(ir.astype(np.float32), 0.0, 1.0)
+
+
+def read_pair(ir_path: str | Path, vi_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read an IR/VIS file pair: IR as H×W (uint8, or uint16 when the file is 16-bit), VIS as H×W×3 RGB uint8."""
+    import cv2
+
+    ir = cv2.imread(str(ir_path), cv2.IMREAD_UNCHANGED)
+    vi = cv2.imread(str(vi_path), cv2.IMREAD_COLOR)
+    if ir is None:
+        raise FileNotFoundError(f"cannot read infrared image {ir_path}")
+    if vi is None:
+        raise FileNotFoundError(f"cannot read visible image {vi_path}")
+    if ir.ndim == 3:
+        ir = cv2.cvtColor(ir[..., :3], cv2.COLOR_BGR2GRAY)
+    return ir, cv2.cvtColor(vi, cv2.COLOR_BGR2RGB)
+
+
+def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
+    """Write an RGB (or single-channel) uint8 image; the folder is created when missing."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), img):
+        raise OSError(f"cannot write image {path}")
