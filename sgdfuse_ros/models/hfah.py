@@ -1,0 +1,49 @@
+"""Hierarchical Feature Aggregation Head (HFAH): diffusion features of K passes → fused luminance.
+
+Every decoder level of the U-Net (deepest first) contributes the features of all K noised
+passes; each level is projected to a common width and upsampled to full resolution, a spatial
+attention chooses per pixel how much each level contributes, and 3×3 convolutions with a Tanh
+produce the output. The head refines F1 rather than drawing from scratch: the Tanh acts on a
+correction added to F1's luminance in the pre-Tanh domain, and the last conv starts at zero,
+so an untrained head returns F1 exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class HFAH(nn.Module):
+    def __init__(self, decoder_channels: list[int], steps: int, width: int = 16) -> None:
+        super().__init__()
+        self.steps = steps
+        self.project = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(steps * c, width, 1), nn.GELU()) for c in decoder_channels
+        )
+        levels = len(decoder_channels)
+        self.level_attention = nn.Conv2d(levels * width, levels, 3, padding=1)
+        self.refine = nn.Sequential(
+            nn.Conv2d(width + 1, width, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.GELU(),
+        )
+        self.out = nn.Conv2d(width, 1, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, features: list[torch.Tensor], f1_luminance: torch.Tensor) -> torch.Tensor:
+        """``features[l]``: B×(K·C_l)×h_l×w_l; ``f1_luminance``: B×1×H×W in [0, 1] → B×1×H×W in [0, 1]."""
+        size = f1_luminance.shape[-2:]
+        levels = [
+            F.interpolate(proj(f), size=size, mode="bilinear", align_corners=False)
+            for proj, f in zip(self.project, features, strict=True)
+        ]
+        stacked = torch.stack(levels, dim=1)  # B×L×D×H×W
+        weights = self.level_attention(torch.cat(levels, dim=1)).softmax(dim=1)
+        merged = (stacked * weights.unsqueeze(2)).sum(dim=1)
+        correction = self.out(self.refine(torch.cat([merged, f1_luminance], dim=1)))
+        base = torch.atanh((2 * f1_luminance - 1).clamp(-0.999, 0.999))
+        return 0.5 * (torch.tanh(base + correction) + 1)

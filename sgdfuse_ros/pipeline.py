@@ -1,0 +1,303 @@
+"""FusionPipeline: numpy IR + VIS in, fused RGB numpy out. No ROS here.
+
+One object owns the loaded weights, the prior backend and the inference backend, validates
+every input with a clear error, and times each stage. The node, the CLI, the demo, the
+benchmarks and the evaluation all fuse through it, so they all behave the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import BackendUnavailableError, InputError, WeightsError
+from .imaging import ir_to_unit
+from .model_io import DEFAULT_WEIGHTS, RETRAIN_HINT, load_weights, untrained_model
+
+LOG = logging.getLogger("sgdfuse_ros")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+@dataclass
+class FusionResult:
+    fused: np.ndarray  # H×W×3 uint8 RGB
+    stage1: np.ndarray | None = None  # F1, H×W×3 uint8 (return_intermediate)
+    prior_ir: np.ndarray | None = None  # H×W float32 in [0, 1] (return_intermediate)
+    prior_vis: np.ndarray | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class NetworkRunner(Protocol):
+    """Runs Stage I + Stage II on padded-or-not float32 NCHW arrays in [0, 1]."""
+
+    supported_steps: tuple[int, ...]
+
+    def run(
+        self, ir: np.ndarray, vis: np.ndarray, m_ir: np.ndarray, m_vis: np.ndarray, steps: int
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        """→ (fused 1×3×H×W, F1 1×3×H×W, {"stage1": ms, "stage2": ms})."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class TorchRunner:
+    """Eager PyTorch on CPU or CUDA; fp16 autocast on CUDA, always under inference_mode."""
+
+    def __init__(self, model: Any, device: str, fp16: bool | None = None) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.fp16 = (self.device.type == "cuda") if fp16 is None else fp16
+        self.supported_steps = tuple(model.supported_steps)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+    def run(
+        self, ir: np.ndarray, vis: np.ndarray, m_ir: np.ndarray, m_vis: np.ndarray, steps: int
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        from .models.sgdfuse import pad_to_multiple
+
+        torch, model = self.torch, self.model
+        h, w = ir.shape[-2:]
+        multiple = model.config.unet.size_multiple
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16),
+        ):
+            tensors = [
+                pad_to_multiple(torch.from_numpy(a).to(self.device), multiple)
+                for a in (ir, vis, m_ir, m_vis)
+            ]
+            t0 = time.perf_counter()
+            f1 = model.stage1(tensors[0], tensors[1])
+            self._sync()
+            t1 = time.perf_counter()
+            fused = model.stage2(f1, tensors[2], tensors[3], tensors[1], steps)
+            self._sync()
+            t2 = time.perf_counter()
+        to_np = lambda x: x[..., :h, :w].float().cpu().numpy()  # noqa: E731
+        return to_np(fused), to_np(f1), {"stage1": (t1 - t0) * 1e3, "stage2": (t2 - t1) * 1e3}
+
+    def close(self) -> None:
+        self.model.to("cpu")
+        if self.device.type == "cuda":
+            self.torch.cuda.empty_cache()
+
+
+def _check_finite(name: str, arr: np.ndarray) -> None:
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise InputError(f"{name} image contains NaN or inf values")
+
+
+def validate_ir(ir: Any) -> np.ndarray:
+    """IR as H×W: accepts H×W, H×W×1 or H×W×3 with equal channels; uint8, uint16 or float in [0, 1]."""
+    if not isinstance(ir, np.ndarray):
+        raise InputError(f"infrared image must be a numpy array, got {type(ir).__name__}")
+    if ir.size == 0:
+        raise InputError(f"infrared image is empty (shape {ir.shape})")
+    if ir.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise InputError(
+            f"infrared image dtype {ir.dtype} unsupported; use uint8, uint16 or float32 in [0, 1]"
+        )
+    if ir.ndim == 3:
+        if ir.shape[2] == 1:
+            ir = ir[..., 0]
+        elif ir.shape[2] == 3:
+            if not (
+                np.array_equal(ir[..., 0], ir[..., 1]) and np.array_equal(ir[..., 0], ir[..., 2])
+            ):
+                raise InputError(
+                    "infrared image has 3 different channels (a colour palette?); pass the raw "
+                    "single-channel thermal image"
+                )
+            ir = ir[..., 0]
+        else:
+            raise InputError(
+                f"infrared image has {ir.shape[2]} channels; expected 1 (or 3 equal ones)"
+            )
+    elif ir.ndim != 2:
+        raise InputError(f"infrared image must be H×W, got shape {ir.shape}")
+    _check_finite("infrared", ir)
+    return ir
+
+
+def validate_vis(vis: Any) -> np.ndarray:
+    """VIS as H×W×3 RGB uint8 (a grayscale H×W uint8 camera is replicated to 3 channels)."""
+    if not isinstance(vis, np.ndarray):
+        raise InputError(f"visible image must be a numpy array, got {type(vis).__name__}")
+    if vis.size == 0:
+        raise InputError(f"visible image is empty (shape {vis.shape})")
+    if vis.dtype != np.uint8:
+        raise InputError(f"visible image dtype {vis.dtype} unsupported; use uint8 RGB")
+    if vis.ndim == 2 or (vis.ndim == 3 and vis.shape[2] == 1):
+        vis = np.repeat(vis.reshape(*vis.shape[:2], 1), 3, axis=2)
+    if vis.ndim != 3 or vis.shape[2] != 3:
+        raise InputError(f"visible image must be H×W×3 RGB, got shape {vis.shape}")
+    return vis
+
+
+class FusionPipeline:
+    """Thermal + RGB frames → fused RGB frame (Stage I, semantic priors, Stage II)."""
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        steps: int | None = None,
+        prior_backend: str = "auto",
+        sam_model_type: str = "vit_b",
+        sam_checkpoint: str | None = None,
+        prior_refresh_every: int = 1,
+        backend: str = "torch",
+        allow_untrained: bool = False,
+        resize_mismatched: bool = False,
+        fp16: bool | None = None,
+        engine_dir: str | Path | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if prior_refresh_every < 1:
+            raise ValueError("prior_refresh_every must be >= 1")
+        self.device = device
+        self.resize_mismatched = resize_mismatched
+        self.prior_refresh_every = prior_refresh_every
+        self.model, self.metadata = self._load_model(weights, device, allow_untrained)
+        self.supported_steps: tuple[int, ...] = tuple(self.model.supported_steps)
+        self.default_steps = self._check_steps(
+            steps or int(self.metadata.get("default_steps", self.supported_steps[0]))
+        )
+        from .semantics import build_prior_backend
+
+        self.priors = build_prior_backend(
+            prior_backend,
+            sam_model_type=sam_model_type,
+            sam_checkpoint=sam_checkpoint,
+            device=device,
+        )
+        trained_with = self.metadata.get("prior_backend")
+        if trained_with and trained_with != self.priors.name:
+            LOG.warning(
+                "weights were trained with %s priors but the %s prior backend is in use",
+                trained_with,
+                self.priors.name,
+            )
+        self.backend = backend
+        self.runner: NetworkRunner = self._make_runner(backend, fp16, engine_dir)
+        self._cached_priors: tuple[np.ndarray, np.ndarray] | None = None
+        self._frames_since_priors = 0
+
+    @staticmethod
+    def _load_model(
+        weights: str | Path | None, device: str, allow_untrained: bool
+    ) -> tuple[Any, dict[str, Any]]:
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                "PyTorch is not installed; install it with `pip install torch` (CUDA build on a GPU machine)"
+            ) from exc
+        if weights is None and not DEFAULT_WEIGHTS.is_file():
+            if allow_untrained:
+                return untrained_model(device=device)
+            raise WeightsError(f"the default weights {DEFAULT_WEIGHTS} are missing; {RETRAIN_HINT}")
+        return load_weights(weights or DEFAULT_WEIGHTS, device="cpu")
+
+    def _make_runner(
+        self, backend: str, fp16: bool | None, engine_dir: str | Path | None
+    ) -> NetworkRunner:
+        if self.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise BackendUnavailableError(
+                    f"device {self.device!r} requested but CUDA is not available to PyTorch "
+                    "(no GPU, or a CPU-only torch build); use device 'cpu'"
+                )
+        if backend == "torch":
+            return TorchRunner(self.model, self.device, fp16)
+        from .deploy import make_runner  # only deploy/ knows onnxruntime and tensorrt
+
+        return make_runner(backend, self.model, self.device, fp16=fp16, engine_dir=engine_dir)
+
+    def _check_steps(self, steps: int) -> int:
+        if steps not in self.supported_steps:
+            raise ValueError(
+                f"diffusion steps K={steps} not supported by these weights; supported: {self.supported_steps}"
+            )
+        return steps
+
+    def _prepare(self, ir: Any, vis: Any) -> tuple[np.ndarray, np.ndarray]:
+        ir = validate_ir(ir)
+        vis = validate_vis(vis)
+        if ir.shape != vis.shape[:2]:
+            if not self.resize_mismatched:
+                raise InputError(
+                    f"infrared {ir.shape[1]}×{ir.shape[0]} and visible {vis.shape[1]}×{vis.shape[0]} "
+                    "differ in size; register them first or enable resize_mismatched"
+                )
+            import cv2
+
+            ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return ir_to_unit(ir), vis
+
+    def _priors_for(self, ir_unit: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Priors of this frame, or the cached ones while within the refresh interval (video)."""
+        cached = self._cached_priors
+        fresh = (
+            cached is None
+            or cached[0].shape != ir_unit.shape
+            or self._frames_since_priors >= self.prior_refresh_every
+        )
+        if fresh:
+            cached = self.priors.compute(ir_unit, vis)
+            self._cached_priors = cached
+            self._frames_since_priors = 0
+        self._frames_since_priors += 1
+        return cached
+
+    def reset_priors(self) -> None:
+        """Forget cached priors (a new scene, a looped bag)."""
+        self._cached_priors = None
+
+    def fuse(
+        self, ir: Any, vis: Any, steps: int | None = None, return_intermediate: bool = False
+    ) -> FusionResult:
+        start = time.perf_counter()
+        k = self._check_steps(steps or self.default_steps)
+        ir_unit, vis = self._prepare(ir, vis)
+        t0 = time.perf_counter()
+        m_ir, m_vis = self._priors_for(ir_unit, vis)
+        t1 = time.perf_counter()
+        nchw: Callable[[np.ndarray], np.ndarray] = lambda a: np.ascontiguousarray(  # noqa: E731
+            a.transpose(2, 0, 1)[None] if a.ndim == 3 else a[None, None], dtype=np.float32
+        )
+        fused, f1, stage_ms = self.runner.run(
+            nchw(ir_unit), nchw(vis.astype(np.float32) / 255.0), nchw(m_ir), nchw(m_vis), k
+        )
+        to_u8 = lambda x: np.clip(x[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)  # noqa: E731
+        result = FusionResult(fused=to_u8(fused))
+        if return_intermediate:
+            result.stage1, result.prior_ir, result.prior_vis = to_u8(f1), m_ir, m_vis
+        result.timings_ms = {
+            "priors": (t1 - t0) * 1e3,
+            **stage_ms,
+            "total": (time.perf_counter() - start) * 1e3,
+        }
+        return result
+
+    def close(self) -> None:
+        """Release the networks and GPU memory (the node calls this on deactivate)."""
+        self.runner.close()
+        self.priors.close()
+        self._cached_priors = None
