@@ -78,3 +78,52 @@ def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
     img = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(str(path), img):
         raise OSError(f"cannot write image {path}")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def pair_files(
+    ir_dir: str | Path, vi_dir: str | Path
+) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    """Pair ``ir_dir/<name>`` with ``vi_dir/<name>`` by file stem.
+
+    Returns ([(stem, ir_path, vi_path), …] sorted by stem, [stems found on one side only]).
+    The stem, not the full name, pairs them because datasets mix .png and .jpg across modalities.
+    """
+
+    def index(folder: Path) -> dict[str, Path]:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"image folder {folder} does not exist")
+        return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+    irs, vis = index(Path(ir_dir)), index(Path(vi_dir))
+    pairs = [(stem, irs[stem], vis[stem]) for stem in sorted(irs.keys() & vis.keys())]
+    unpaired = sorted(irs.keys() ^ vis.keys())
+    return pairs, unpaired
+
+
+def to_rgb_u8(img: np.ndarray) -> np.ndarray:
+    """Any H×W / H×W×3 image (uint8, or float in [0, 1]) as RGB uint8 for display."""
+    if img.dtype != np.uint8:
+        img = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+
+
+def mosaic(tiles: list[tuple[str, np.ndarray]], max_tile_width: int = 480) -> np.ndarray:
+    """Labelled side-by-side strip of equally sized images, each scaled to at most ``max_tile_width``."""
+    import cv2
+
+    out = []
+    for label, img in tiles:
+        rgb = to_rgb_u8(img)
+        scale = min(1.0, max_tile_width / rgb.shape[1])
+        if scale < 1.0:
+            rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        rgb = np.ascontiguousarray(rgb)
+        cv2.putText(rgb, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(
+            rgb, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1, cv2.LINE_AA
+        )
+        out.append(rgb)
+    return np.hstack(out)
