@@ -1,0 +1,60 @@
+"""Deployment backends: ONNX export, ONNX Runtime and TensorRT runners, the engine cache.
+
+This package is the only place that imports onnxruntime or tensorrt; both are optional and a
+missing one raises ``BackendUnavailableError`` with the pip command that installs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendUnavailableError
+
+DEPLOY_BACKENDS = ("onnxruntime", "tensorrt")
+
+
+def require_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "the onnxruntime backend needs ONNX Runtime: `pip install onnx onnxruntime` "
+            "(`pip install onnx onnxruntime-gpu` for the CUDA execution provider)"
+        ) from exc
+    return onnxruntime
+
+
+def require_tensorrt() -> Any:
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "the tensorrt backend needs TensorRT and a CUDA build of PyTorch: `pip install tensorrt` "
+            "on a machine with an NVIDIA GPU"
+        ) from exc
+    return tensorrt
+
+
+def make_runner(
+    backend: str,
+    model: Any,
+    device: str,
+    fp16: bool | None = None,
+    engine_dir: str | Path | None = None,
+    **options: Any,
+) -> Any:
+    """A ``NetworkRunner`` (see pipeline.py) for ``backend`` running ``model``'s networks.
+
+    ONNX files are exported on demand into ``engine_dir`` (default: the user cache), keyed by
+    the weights' fingerprint; TensorRT plans are cached there too.
+    """
+    if backend == "onnxruntime":
+        from .onnx_runner import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(model, device, fp16=fp16, engine_dir=engine_dir, **options)
+    if backend == "tensorrt":
+        from .tensorrt_runner import TensorRTRunner
+
+        return TensorRTRunner(model, device, fp16=fp16, engine_dir=engine_dir, **options)
+    raise ValueError(f"unknown deployment backend {backend!r}; choose one of {', '.join(DEPLOY_BACKENDS)}")

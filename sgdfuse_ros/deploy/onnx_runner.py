@@ -1,0 +1,118 @@
+"""ONNX Runtime backend: the exported Stage I → U-Net → HFAH graphs on the CPU or CUDA provider.
+
+The three graphs are chained with ``run_with_ort_values``: on the CUDA provider the
+intermediate tensors (F1, the decoder features) stay on the GPU and only the fused image comes
+back; on the CPU the same call passes buffers without extra copies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError
+from . import graphs, require_onnxruntime
+from .diffusion_inputs import DiffusionInputs
+from .export import FusionOnnx, ensure_fusion_onnx
+
+LOG = logging.getLogger("sgdfuse_ros")
+
+
+def pad_replicate(arr: np.ndarray, multiple: int) -> np.ndarray:
+    """Numpy twin of ``models.sgdfuse.pad_to_multiple`` (replicate-pad bottom/right)."""
+    h, w = arr.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return np.ascontiguousarray(arr, dtype=np.float32)
+    return np.pad(arr, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge").astype(np.float32, copy=False)
+
+
+def providers_for(device: str, available: list[str]) -> tuple[list[Any], str, int]:
+    """ONNX Runtime providers for a torch-style device string → (providers, ort device, id)."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"], "cpu", 0
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise BackendUnavailableError(
+                f"device {device!r} with the onnxruntime backend needs the CUDA execution provider "
+                f"(available: {', '.join(available)}); `pip install onnxruntime-gpu` in place of onnxruntime"
+            )
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], "cuda", index
+    raise ValueError(f"unsupported device {device!r} for onnxruntime; use cpu or cuda[:N]")
+
+
+class OnnxRuntimeRunner:
+    """``NetworkRunner`` over ONNX Runtime sessions of the exported fusion graphs."""
+
+    def __init__(
+        self,
+        model: Any,
+        device: str = "cpu",
+        fp16: bool | None = None,
+        engine_dir: str | Path | None = None,
+        threads: int | None = None,
+        exported: FusionOnnx | None = None,
+    ) -> None:
+        ort = require_onnxruntime()
+        self.ort = ort
+        if fp16:
+            LOG.warning("the onnxruntime backend runs the fp32 graphs; use backend tensorrt for fp16")
+        providers, self.ort_device, self.device_id = providers_for(device, ort.get_available_providers())
+        self.exported = exported or ensure_fusion_onnx(model, engine_dir)
+        self.multiple = self.exported.size_multiple
+        self.supported_steps = self.exported.supported_steps
+        self.diffusion_inputs = DiffusionInputs(model)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+
+        def session(graph: str) -> Any:
+            return ort.InferenceSession(str(self.exported.path(graph)), options, providers=providers)
+
+        self.stage1 = session("stage1")
+        self.unet = session("unet")
+        self.heads = {k: session(graphs.head_graph_name(k)) for k in self.supported_steps}
+        self.feature_names = graphs.feature_names(self.exported.num_levels)
+
+    def _value(self, arr: np.ndarray) -> Any:
+        return self.ort.OrtValue.ortvalue_from_numpy(
+            np.ascontiguousarray(arr, dtype=np.float32), self.ort_device, self.device_id
+        )
+
+    def run(
+        self, ir: np.ndarray, vis: np.ndarray, m_ir: np.ndarray, m_vis: np.ndarray, steps: int
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        if steps not in self.heads:
+            raise ValueError(f"no HFAH head for K={steps}; supported: {self.supported_steps}")
+        h, w = ir.shape[-2:]
+        ir_p, vis_p, m_ir_p, m_vis_p = (pad_replicate(a, self.multiple) for a in (ir, vis, m_ir, m_vis))
+        hp, wp = ir_p.shape[-2:]
+        vis_v = self._value(vis_p)
+        t0 = time.perf_counter()
+        (f1,) = self.stage1.run_with_ort_values(list(graphs.STAGE1_OUTPUTS), {"ir": self._value(ir_p), "vis": vis_v})
+        t1 = time.perf_counter()
+        feed = {"f1": f1, "m_ir": self._value(m_ir_p), "m_vis": self._value(m_vis_p)}
+        for name, tensor in self.diffusion_inputs.for_frame(steps, hp, wp).items():
+            feed[name] = self._value(tensor.numpy())
+        features = self.unet.run_with_ort_values(list(self.feature_names), feed)
+        head_feed = dict(zip(self.feature_names, features, strict=True))
+        head_feed.update(f1=f1, vis=vis_v)
+        (fused,) = self.heads[steps].run_with_ort_values(list(graphs.HEAD_OUTPUTS), head_feed)
+        fused_np = fused.numpy()[..., :h, :w]
+        t2 = time.perf_counter()
+        f1_np = f1.numpy()[..., :h, :w]
+        return (
+            np.ascontiguousarray(fused_np, dtype=np.float32),
+            np.ascontiguousarray(f1_np, dtype=np.float32),
+            {"stage1": (t1 - t0) * 1e3, "stage2": (t2 - t1) * 1e3},
+        )
+
+    def close(self) -> None:
+        self.stage1 = self.unet = None
+        self.heads = {}
