@@ -123,11 +123,15 @@ def _index_images(folder: Path) -> dict[str, Path]:
     """Map stem → image file in ``folder`` (non-recursive), preferring lossless formats."""
     if not folder.is_dir():
         raise NotADirectoryError(f"not a folder: {folder}")
+    rank = {suffix: i for i, suffix in enumerate(IMAGE_SUFFIXES)}
     found: dict[str, Path] = {}
-    for suffix in IMAGE_SUFFIXES:
-        for path in sorted(folder.iterdir()):
-            if path.suffix.lower() == suffix and path.is_file():
-                found.setdefault(path.stem, path)
+    for path in sorted(folder.iterdir()):
+        suffix = path.suffix.lower()
+        if suffix not in rank or not path.is_file():
+            continue
+        current = found.get(path.stem)
+        if current is None or rank[suffix] < rank[current.suffix.lower()]:
+            found[path.stem] = path
     return found
 
 
@@ -141,14 +145,13 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def _method_names(fused_dirs: Sequence[Path]) -> list[str]:
     """Folder names, widened to ``parent/name`` (then numbered) where they would collide."""
-    names = [d.name for d in fused_dirs]
-    for i, directory in enumerate(fused_dirs):
-        if names.count(directory.name) > 1:
-            names[i] = f"{directory.parent.name}/{directory.name}"
-    for i, name in enumerate(list(names)):
-        if names.count(name) > 1:
-            names[i] = f"{name}#{i + 1}"
-    return names
+    plain = [d.name for d in fused_dirs]
+    widened = [
+        f"{d.parent.name}/{d.name}" if plain.count(d.name) > 1 else d.name for d in fused_dirs
+    ]
+    return [
+        f"{name}#{i + 1}" if widened.count(name) > 1 else name for i, name in enumerate(widened)
+    ]
 
 
 def _score_pair(
@@ -211,7 +214,8 @@ def evaluate_dirs(
     Returns ``{method: {metric: mean}}`` (NaN where a folder had none of the images). A source
     without its partner and a fused image that is absent are skipped with a warning (counted in
     ``metrics.md``); an image whose size differs from its sources raises :class:`InputError`
-    naming the file. ``workers > 1`` spreads pairs over processes (about 0.2 s per pair and
+    naming the file, and a folder that does not exist raises :class:`NotADirectoryError`.
+    ``workers > 1`` spreads pairs over processes (about 0.2 s per pair and
     method on one core at 640×480).
     """
     ir_dir, vi_dir, out_dir = Path(ir_dir), Path(vi_dir), Path(out_dir)
