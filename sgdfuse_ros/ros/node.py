@@ -1,0 +1,545 @@
+"""The ``fusion_node`` executable: synced thermal + RGB in, fused image out.
+
+A lifecycle node: models load on configure, subscriptions start on activate, GPU memory is
+freed on deactivate (the models reload on the next activate). With ``autostart`` (default) the
+node walks itself to active, so ``ros2 run`` / ``ros2 launch`` / the bare ``fusion_node``
+command need no lifecycle manager.
+
+Threads: the executor thread only validates headers, counts and pairs messages; a single
+inference thread decodes, registers, fuses and publishes the newest pair (see worker.py).
+Every bad frame is logged (throttled), counted in /diagnostics and skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
+from rclpy.duration import Duration
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from sgdfuse_ros.errors import InputError
+from sgdfuse_ros.ros import image_codec
+from sgdfuse_ros.ros.diagnostics import (
+    FusionStats,
+    ThrottledLog,
+    gpu_memory_values,
+    to_diagnostic_array,
+)
+from sgdfuse_ros.ros.parameters import PARAMETERS, NodeSettings
+from sgdfuse_ros.ros.qos import ResolvedQos, policy_name, resolve_qos
+from sgdfuse_ros.ros.sync import make_pair_sync, stamp_ns
+from sgdfuse_ros.ros.worker import LatestOnlyWorker
+
+NODE_NAME = "sgdfuse_fusion"
+THERMAL_TOPIC = "thermal/image_raw"
+RGB_TOPIC = "rgb/image_raw"
+THERMAL_INFO_TOPIC = "thermal/camera_info"
+RGB_INFO_TOPIC = "rgb/camera_info"
+FUSED_TOPIC = "fused/image"
+FUSED_INFO_TOPIC = "fused/camera_info"
+PRIORS_TOPIC = "fused/priors"
+STAGE1_TOPIC = "fused/stage1"
+
+_OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                         reliability=ReliabilityPolicy.RELIABLE)
+_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                       reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+@dataclass
+class PendingPair:
+    thermal: Any
+    rgb: Any
+    paired_at: float  # monotonic seconds when the pair completed
+
+
+class FusionNode(LifecycleNode):
+    """Lifecycle node wrapping FusionPipeline with sync, codec, registration and diagnostics."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        for spec in PARAMETERS:
+            self.declare_parameter(spec.name, spec.default)
+        self.settings: NodeSettings | None = None
+        self.pipeline: Any = None
+        self.stats = FusionStats()
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._warn = ThrottledLog(self.get_logger().warning)
+        self._outputs: dict[str, Any] = {}
+        self._diagnostics_pub = None
+        self._inputs: dict[str, Any] = {}
+        self._resolved_qos: dict[str, ResolvedQos] = {}
+        self._own_timers: list[Any] = []
+        self._sync = None
+        self._worker: LatestOnlyWorker[PendingPair] | None = None
+        self._jump_handle = None
+        self._rgb_info: CameraInfo | None = None
+        self._thermal_info: CameraInfo | None = None
+        self._activated_at: float | None = None
+        self._last_pair_at: float | None = None
+        self._last_stamps: dict[str, int] = {}
+        self._unmatched_before = 0
+
+    # ----------------------------------------------------------------- lifecycle transitions
+    @property
+    def autostart(self) -> bool:
+        return bool(self.get_parameter("autostart").value)
+
+    def _parameter_values(self) -> dict[str, Any]:
+        return {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.settings = NodeSettings.from_values(self._parameter_values())
+        except ValueError as error:
+            self.get_logger().error(f"invalid parameters: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self._warn = ThrottledLog(self.get_logger().warning, self.settings.log_throttle_period)
+        try:
+            self._load_pipeline()
+        except Exception as error:  # noqa: BLE001 - any load failure is reported, not raised
+            self.get_logger().error(f"cannot load the fusion pipeline: {error}")
+            self.pipeline = None
+            return TransitionCallbackReturn.FAILURE
+        self._outputs = {
+            "fused": self.create_lifecycle_publisher(Image, FUSED_TOPIC, _OUTPUT_QOS),
+            "fused_info": self.create_lifecycle_publisher(CameraInfo, FUSED_INFO_TOPIC,
+                                                          _OUTPUT_QOS),
+        }
+        if self.settings.publish_priors:
+            self._outputs["priors"] = self.create_lifecycle_publisher(
+                Image, PRIORS_TOPIC, _OUTPUT_QOS)
+        if self.settings.publish_stage1:
+            self._outputs["stage1"] = self.create_lifecycle_publisher(
+                Image, STAGE1_TOPIC, _OUTPUT_QOS)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        return TransitionCallbackReturn.SUCCESS
+
+    def _load_pipeline(self) -> None:
+        from sgdfuse_ros.pipeline import FusionPipeline
+
+        settings = self.settings
+        assert settings is not None
+        started = time.monotonic()
+        if settings.allow_untrained:
+            self.get_logger().warning(
+                "allow_untrained is true: if no weights are found the networks run with random "
+                "initial weights and the output is NOT a trained fusion (tests / CI only)")
+        self.pipeline = FusionPipeline(
+            weights=settings.weights,
+            device=settings.device,
+            steps=settings.steps,
+            prior_backend=settings.prior_backend,
+            sam_model_type=settings.sam_model_type,
+            sam_checkpoint=settings.sam_checkpoint,
+            prior_refresh_every=settings.prior_refresh_every,
+            backend=settings.inference_backend,
+            allow_untrained=settings.allow_untrained,
+        )
+        self._warm_up()
+        self.get_logger().info(
+            f"pipeline loaded and warmed up in {time.monotonic() - started:.1f} s: "
+            f"device={settings.device} "
+            f"backend={settings.inference_backend} steps={settings.steps or 'default'} "
+            f"prior={settings.prior_backend} weights={settings.weights or 'shipped default'}")
+
+    def _warm_up(self) -> None:
+        """Fuse one tiny frame so lazy initialisation does not land on the first real frame."""
+        ramp = np.linspace(0.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+        rgb = np.repeat((ramp * 255).astype(np.uint8)[..., None], 3, axis=2)
+        self.pipeline.fuse(ramp, rgb)
+        self.pipeline.reset_priors()  # the warm-up frame's priors must not be reused
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        settings = self.settings
+        assert settings is not None
+        if self.pipeline is None:
+            try:
+                self.get_logger().info("reloading the models (freed on deactivate)")
+                self._load_pipeline()
+            except Exception as error:  # noqa: BLE001
+                self.get_logger().error(f"cannot reload the fusion pipeline: {error}")
+                return TransitionCallbackReturn.FAILURE
+        self._sync = make_pair_sync(settings.sync_queue_size, settings.sync_slop, self._on_pair,
+                                    settings.sync_backend)
+        self._worker = LatestOnlyWorker(self._process_pair, on_error=self._on_worker_error)
+        self._create_image_subscription("thermal")
+        self._create_image_subscription("rgb")
+        self._inputs["thermal_info"] = self.create_subscription(
+            CameraInfo, THERMAL_INFO_TOPIC, self._on_thermal_info, _INFO_QOS)
+        self._inputs["rgb_info"] = self.create_subscription(
+            CameraInfo, RGB_INFO_TOPIC, self._on_rgb_info, _INFO_QOS)
+        self._own_timers = [
+            self.create_timer(settings.diagnostics_period, self._publish_diagnostics,
+                              clock=self._steady),
+            self.create_timer(1.0, self._watchdog, clock=self._steady),
+        ]
+        if "auto" in (settings.thermal_qos, settings.rgb_qos):
+            self._own_timers.append(self.create_timer(2.0, self._recheck_auto_qos, clock=self._steady))
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
+                          on_clock_change=False),
+            post_callback=self._on_time_jump)
+        self._activated_at = time.monotonic()
+        self._last_pair_at = None
+        self.get_logger().info(
+            f"active: {self.resolve_topic_name(self._image_topic('thermal'))} + "
+            f"{self.resolve_topic_name(self._image_topic('rgb'))} -> "
+            f"{self.resolve_topic_name(FUSED_TOPIC)} (sync={self._sync.backend}, "
+            f"slop={settings.sync_slop}s, qos thermal={self._resolved_qos['thermal'].description}"
+            f" rgb={self._resolved_qos['rgb'].description}, registration="
+            f"{settings.registration.mode})")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release_pipeline()
+        self.get_logger().info("inactive: subscriptions stopped, models unloaded")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release_pipeline()
+        self._destroy_publishers()
+        self.settings = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release_pipeline()
+        self._destroy_publishers()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"lifecycle error in state {state.label}; releasing resources")
+        self._stop_processing()
+        self._release_pipeline()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_processing(self) -> None:
+        for subscription in self._inputs.values():
+            self.destroy_subscription(subscription)
+        self._inputs = {}
+        for timer in self._own_timers:
+            self.destroy_timer(timer)
+        self._own_timers = []
+        if self._jump_handle is not None:
+            self._jump_handle.unregister()
+            self._jump_handle = None
+        if self._worker is not None:
+            if not self._worker.stop(timeout=60.0):
+                self.get_logger().warning("inference thread still running after 60 s")
+            self._worker = None
+        if self._sync is not None:
+            self._unmatched_before += self._sync.unmatched()
+            self._sync = None
+
+    def _release_pipeline(self) -> None:
+        if self.pipeline is not None:
+            try:
+                self.pipeline.close()
+            finally:
+                self.pipeline = None
+
+    def _destroy_publishers(self) -> None:
+        for publisher in self._outputs.values():
+            self.destroy_publisher(publisher)
+        self._outputs = {}
+        if self._diagnostics_pub is not None:
+            self.destroy_publisher(self._diagnostics_pub)
+            self._diagnostics_pub = None
+
+    # ------------------------------------------------------------------- subscriptions / QoS
+    def _image_topic(self, which: str) -> str:
+        assert self.settings is not None
+        base = THERMAL_TOPIC if which == "thermal" else RGB_TOPIC
+        transport = (self.settings.thermal_transport if which == "thermal"
+                     else self.settings.rgb_transport)
+        if transport == "compressed":
+            # image_transport convention: <base topic>/compressed, after remapping the base
+            return self.resolve_topic_name(base) + "/compressed"
+        return base
+
+    def _create_image_subscription(self, which: str) -> None:
+        settings = self.settings
+        assert settings is not None
+        topic = self._image_topic(which)
+        qos_name = settings.thermal_qos if which == "thermal" else settings.rgb_qos
+        resolved = resolve_qos(self, qos_name, topic, settings.qos_depth)
+        transport = settings.thermal_transport if which == "thermal" else settings.rgb_transport
+        msg_type = CompressedImage if transport == "compressed" else Image
+        events = SubscriptionEventCallbacks(
+            incompatible_qos=lambda event, which=which: self._on_incompatible_qos(which, event))
+        callback = self._on_thermal if which == "thermal" else self._on_rgb
+        old = self._inputs.pop(which, None)
+        if old is not None:
+            self.destroy_subscription(old)
+        self._inputs[which] = self.create_subscription(
+            msg_type, topic, callback, resolved.profile, event_callbacks=events)
+        self._resolved_qos[which] = resolved
+
+    def _recheck_auto_qos(self) -> None:
+        """In ``auto`` mode, follow the publishers: switch to reliable once all offer it."""
+        settings = self.settings
+        if settings is None:
+            return
+        for which in ("thermal", "rgb"):
+            qos_name = settings.thermal_qos if which == "thermal" else settings.rgb_qos
+            if qos_name != "auto":
+                continue
+            fresh = resolve_qos(self, "auto", self._image_topic(which), settings.qos_depth)
+            current = self._resolved_qos.get(which)
+            if current is None or fresh.profile.reliability != current.profile.reliability:
+                self.get_logger().info(f"{which}: QoS {fresh.description} to match publishers")
+                self._create_image_subscription(which)
+
+    def _on_incompatible_qos(self, which: str, event: Any) -> None:
+        self.stats.count(f"incompatible_qos.{which}")
+        resolved = self._resolved_qos.get(which)
+        self._warn(
+            f"incompatible_qos.{which}",
+            f"{which} subscription ({resolved.description if resolved else '?'}) cannot "
+            f"receive from a publisher on {self.resolve_topic_name(self._image_topic(which))}: "
+            f"incompatible {policy_name(event.last_policy_kind)} (total {event.total_count}); "
+            "a best-effort camera needs input_qos sensor_data or auto")
+
+    # --------------------------------------------------------------------- message callbacks
+    def _on_thermal(self, msg: Any) -> None:
+        self.stats.thermal_in.tick()
+        self._accept("thermal", msg)
+
+    def _on_rgb(self, msg: Any) -> None:
+        self.stats.rgb_in.tick()
+        self._accept("rgb", msg)
+
+    def _accept(self, which: str, msg: Any) -> None:
+        """Reject malformed frames on arrival so they never occupy a sync slot."""
+        try:
+            if isinstance(msg, Image):
+                image_codec.check_image_header(msg)
+            elif len(msg.data) == 0:
+                raise image_codec.ImageDecodeError("empty", "empty CompressedImage")
+        except image_codec.ImageDecodeError as error:
+            self._bad_input(which, error.reason, str(error))
+            return
+        self._last_stamps[which] = stamp_ns(msg)
+        sync = self._sync
+        if sync is None:
+            return
+        if which == "thermal":
+            sync.add_thermal(msg)
+        else:
+            sync.add_rgb(msg)
+
+    def _on_thermal_info(self, msg: CameraInfo) -> None:
+        self._thermal_info = msg
+
+    def _on_rgb_info(self, msg: CameraInfo) -> None:
+        self._rgb_info = msg
+
+    def _on_pair(self, thermal: Any, rgb: Any) -> None:
+        self.stats.pairs_in.tick()
+        self._last_pair_at = time.monotonic()
+        worker = self._worker
+        if worker is not None and worker.submit(PendingPair(thermal, rgb, time.monotonic())):
+            self.stats.count("dropped_busy")
+
+    def _on_time_jump(self, jump: TimeJump) -> None:
+        if jump.delta.nanoseconds < 0 and self._sync is not None:
+            self._sync.reset()
+            if self.pipeline is not None:
+                self.pipeline.reset_priors()  # cached priors belong to the other time line
+            self.stats.count("clock_jumps_back")
+            self.get_logger().info(
+                f"clock jumped back by {-jump.delta.nanoseconds / 1e9:.3f} s (looped bag?): "
+                "sync queues cleared")
+
+    def _bad_input(self, topic: str, reason: str, detail: str) -> None:
+        self.stats.count_bad_input(topic, reason)
+        self._warn(f"bad_input.{topic}.{reason}", f"skipping {topic} input ({reason}): {detail}")
+
+    # ------------------------------------------------------------------------ inference path
+    def _decode(self, which: str, msg: Any) -> Any:
+        settings = self.settings
+        assert settings is not None
+        compressed = isinstance(msg, CompressedImage)
+        if which == "thermal":
+            decoded = (image_codec.decode_thermal_compressed(msg, settings.agc) if compressed
+                       else image_codec.decode_thermal(msg, settings.agc))
+            for warning in decoded.warnings:
+                self._warn("thermal_palette", warning)
+            return decoded.unit
+        return image_codec.decode_rgb_compressed(msg) if compressed else image_codec.decode_rgb(msg)
+
+    def _process_pair(self, pair: PendingPair) -> None:
+        settings, pipeline = self.settings, self.pipeline
+        if settings is None or pipeline is None:
+            return
+        try:
+            rgb = self._decode("rgb", pair.rgb)
+        except InputError as error:
+            self._bad_input("rgb", getattr(error, "reason", "invalid"), str(error))
+            return
+        try:
+            thermal = self._decode("thermal", pair.thermal)
+        except InputError as error:
+            self._bad_input("thermal", getattr(error, "reason", "invalid"), str(error))
+            return
+        try:
+            registered = settings.registration.apply(thermal, rgb.shape)
+            debug = settings.publish_priors or settings.publish_stage1
+            result = pipeline.fuse(registered, rgb, return_intermediate=debug)
+        except InputError as error:
+            self._bad_input("pair", getattr(error, "reason", "invalid"), str(error))
+            return
+        self._publish(pair, result)
+
+    def _publish(self, pair: PendingPair, result: Any) -> None:
+        settings = self.settings
+        assert settings is not None
+        header = pair.rgb.header
+        fused = self._image_message(result.fused, settings.output_encoding, header)
+        self._outputs["fused"].publish(fused)
+        if self._rgb_info is not None:
+            info = copy.copy(self._rgb_info)  # the executor thread may replace the original
+            info.header = header
+            self._outputs["fused_info"].publish(info)
+        if "priors" in self._outputs and result.prior_ir is not None:
+            priors = np.zeros((*result.prior_ir.shape, 3), np.uint8)
+            priors[..., 0] = np.clip(result.prior_ir * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            if result.prior_vis is not None:
+                priors[..., 1] = np.clip(result.prior_vis * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            self._outputs["priors"].publish(self._image_message(priors, "rgb8", header))
+        if "stage1" in self._outputs and result.stage1 is not None:
+            self._outputs["stage1"].publish(self._image_message(result.stage1, "rgb8", header))
+        end_to_end_ms = (self.get_clock().now().nanoseconds - stamp_ns(pair.rgb)) / 1e6
+        in_node_ms = (time.monotonic() - pair.paired_at) * 1e3
+        self.stats.record_fused(result.timings_ms, end_to_end_ms, in_node_ms)
+
+    @staticmethod
+    def _image_message(rgb: np.ndarray, encoding: str, header: Any) -> Image:
+        fields = image_codec.encode_rgb(rgb, encoding)
+        msg = Image(height=fields.height, width=fields.width, encoding=fields.encoding,
+                    is_bigendian=fields.is_bigendian, step=fields.step)
+        msg.header = header
+        msg.data = fields.data
+        return msg
+
+    def _on_worker_error(self, error: BaseException) -> None:
+        self.stats.count("pipeline_error")
+        self._warn("pipeline_error", f"fusion failed on a frame pair: {type(error).__name__}: "
+                                     f"{error}")
+
+    # ------------------------------------------------------------------ watchdog / diagnostics
+    def _watchdog(self) -> None:
+        """Warn about a silent topic, or about traffic on both topics that never pairs."""
+        settings = self.settings
+        if settings is None or self._activated_at is None:
+            return
+        timeout = settings.watchdog_timeout
+        now = time.monotonic()
+        since = {
+            "thermal": self.stats.thermal_in.seconds_since_last(),
+            "rgb": self.stats.rgb_in.seconds_since_last(),
+        }
+        active = {which: value is not None and value < timeout for which, value in since.items()}
+        for which, other in (("thermal", "rgb"), ("rgb", "thermal")):
+            silent_for = since[which] if since[which] is not None else now - self._activated_at
+            if active[other] and silent_for >= timeout:
+                self.stats.count(f"silent_topic.{which}")
+                self._warn(
+                    f"silent.{which}",
+                    f"{which} topic {self.resolve_topic_name(self._image_topic(which))} has been "
+                    f"silent for {silent_for:.0f} s while {other} carries traffic: check the "
+                    "camera driver, the topic remapping and QoS")
+        if active["thermal"] and active["rgb"]:
+            last_pair = self._last_pair_at if self._last_pair_at is not None else self._activated_at
+            if now - last_pair >= timeout:
+                self.stats.count("no_sync")
+                gap = ""
+                if "thermal" in self._last_stamps and "rgb" in self._last_stamps:
+                    offset = (self._last_stamps["thermal"] - self._last_stamps["rgb"]) / 1e9
+                    gap = f" (latest stamps differ by {offset:+.3f} s)"
+                self._warn(
+                    "no_sync",
+                    f"both image topics carry traffic but nothing synced for {now - last_pair:.0f}"
+                    f" s with sync.slop={settings.sync_slop} s{gap}: check the header stamps "
+                    "(camera clocks) or raise sync.slop")
+
+    def diagnostic_values(self) -> list[tuple[str, str]]:
+        settings = self.settings
+        extra: dict[str, Any] = {}
+        sync = self._sync
+        if sync is not None:
+            extra["unmatched"] = self._unmatched_before + sync.unmatched()
+            extra["sync_backend"] = sync.backend
+            extra["sync_queued"] = sync.queued()
+        if settings is not None:
+            extra["device"] = settings.device
+            extra["steps"] = getattr(self.pipeline, "default_steps", settings.steps or "default")
+            for which in ("thermal", "rgb"):
+                resolved = self._resolved_qos.get(which)
+                extra[f"qos_{which}"] = resolved.description if resolved else "-"
+            extra.update(gpu_memory_values(settings.device))
+        extra["rgb_camera_info"] = "received" if self._rgb_info is not None else "none"
+        extra["thermal_camera_info"] = "received" if self._thermal_info is not None else "none"
+        return self.stats.key_values(extra)
+
+    def _publish_diagnostics(self) -> None:
+        if self._diagnostics_pub is None:
+            return
+        recent = self.stats.take_recent_problems()
+        problems = {key: count for key, count in recent.items() if count}
+        level = "warn" if problems else "ok"
+        message = ("problems: " + ", ".join(f"{key}={count}" for key, count in
+                                             sorted(problems.items()))
+                   if problems else f"fusing at {self.stats.fused_out.rate():.1f} fps")
+        self._diagnostics_pub.publish(to_diagnostic_array(
+            self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", "sgdfuse_ros",
+            level, message, self.diagnostic_values()))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``fusion_node``: ``fusion_node --ros-args --params-file ... -r ...``."""
+    rclpy.init(args=args)
+    node: FusionNode | None = None
+    exit_code = 0
+    try:
+        node = FusionNode()
+        if node.autostart:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error("configure failed (see above); exiting")
+                return 1
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error("activate failed (see above); exiting")
+                return 1
+        else:
+            node.get_logger().info("autostart is false: waiting for lifecycle transitions")
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node._stop_processing()
+            node._release_pipeline()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The node's parameters: one table (name, default, meaning) and their validation.
+
+The table is the single source: the node declares from it, tests check that
+config/sgdfuse.yaml and the README list exactly these names, and ``NodeSettings`` turns the
+values into checked settings, so a typo in a parameter file fails at configure with a message
+instead of at the first frame. Nothing here imports rclpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sgdfuse_ros.ros.image_codec import SUPPORTED_OUTPUT_ENCODINGS, AgcSettings
+from sgdfuse_ros.ros.registration import REGISTRATION_MODES, Registration
+
+QOS_CHOICES = ("sensor_data", "reliable", "system_default", "auto")
+TRANSPORTS = ("raw", "compressed")
+SYNC_BACKENDS = ("auto", "message_filters", "sgdfuse_ros")
+INFERENCE_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    name: str
+    default: Any
+    description: str
+
+
+PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec("autostart", True,
+                  "Configure and activate right after start; false leaves the lifecycle node "
+                  "unconfigured for a lifecycle manager."),
+    ParameterSpec("device", "cpu", "Torch device for inference: cpu, cuda or cuda:N."),
+    ParameterSpec("weights", "",
+                  "Weights file; empty uses the weights shipped with the package."),
+    ParameterSpec("allow_untrained", False,
+                  "Run with randomly initialised networks when no weights exist (tests and CI "
+                  "only; logged as a warning, output is not a real fusion)."),
+    ParameterSpec("steps", 0,
+                  "Diffusion steps K (timesteps whose U-Net passes feed the head); 0 uses the "
+                  "weights' default. 1 is the real-time setting."),
+    ParameterSpec("prior.backend", "auto",
+                  "Semantic prior backend: auto (SAM when a checkpoint is set, else classical), "
+                  "sam or classical."),
+    ParameterSpec("prior.sam_model_type", "vit_b", "SAM variant: vit_b, vit_l or vit_h."),
+    ParameterSpec("prior.sam_checkpoint", "", "SAM checkpoint file; empty means none."),
+    ParameterSpec("prior.refresh_every", 1,
+                  "Recompute the semantic priors every N frames and reuse them in between."),
+    ParameterSpec("inference.backend", "torch",
+                  "Inference backend: torch (onnxruntime and tensorrt come with the deployment "
+                  "work)."),
+    ParameterSpec("sync.slop", 0.05,
+                  "Largest stamp difference (seconds) between a thermal and an RGB frame that "
+                  "still form a pair."),
+    ParameterSpec("sync.queue_size", 10, "Messages kept per topic while waiting for a partner."),
+    ParameterSpec("sync.backend", "auto",
+                  "auto (message_filters when importable, else the package's own), "
+                  "message_filters or sgdfuse_ros."),
+    ParameterSpec("input_qos", "sensor_data",
+                  "QoS of both image subscriptions: sensor_data (best effort), reliable, "
+                  "system_default or auto (match the publishers)."),
+    ParameterSpec("qos.thermal", "", "Override input_qos for the thermal topic; empty = input_qos."),
+    ParameterSpec("qos.rgb", "", "Override input_qos for the RGB topic; empty = input_qos."),
+    ParameterSpec("qos.depth", 5, "History depth of the image subscriptions."),
+    ParameterSpec("thermal.transport", "raw",
+                  "raw (sensor_msgs/Image on thermal/image_raw) or compressed "
+                  "(sensor_msgs/CompressedImage on thermal/image_raw/compressed)."),
+    ParameterSpec("rgb.transport", "raw", "raw or compressed, as thermal.transport."),
+    ParameterSpec("thermal.agc.mode", "percentile",
+                  "Gain control for 16-bit / float thermal: percentile, minmax or fixed."),
+    ParameterSpec("thermal.agc.percentiles", [1.0, 99.0],
+                  "Low and high percentile mapped to black and white in percentile mode."),
+    ParameterSpec("thermal.agc.fixed_range", [0.0, 65535.0],
+                  "Low and high raw value (camera units) mapped to black and white in fixed mode."),
+    ParameterSpec("registration.mode", "none",
+                  "none (same size required) or homography (warp thermal into the RGB image)."),
+    ParameterSpec("registration.homography", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                  "Row-major 3×3 matrix mapping thermal pixel coordinates to RGB pixel "
+                  "coordinates (floats)."),
+    ParameterSpec("output.encoding", "rgb8", "Encoding of fused/image: rgb8, bgr8 or mono8."),
+    ParameterSpec("debug.publish_priors", False,
+                  "Publish fused/priors (rgb8: red = thermal prior, green = visible prior)."),
+    ParameterSpec("debug.publish_stage1", False,
+                  "Publish fused/stage1, the Stage I preliminary fusion F1."),
+    ParameterSpec("diagnostics.period", 1.0, "Seconds between /diagnostics messages."),
+    ParameterSpec("watchdog.timeout", 5.0,
+                  "Warn when one image topic is silent, or both carry traffic but nothing "
+                  "synced, for this many seconds."),
+    ParameterSpec("log_throttle_period", 5.0,
+                  "Seconds between repeated log lines about the same recurring problem."),
+)
+
+DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in PARAMETERS}
+
+
+def _choice(values: dict[str, Any], name: str, choices: tuple[str, ...]) -> str:
+    value = str(values[name])
+    if value not in choices:
+        raise ValueError(f"parameter {name}={value!r} is not one of: " + ", ".join(choices))
+    return value
+
+
+def _positive(values: dict[str, Any], name: str, allow_zero: bool = False) -> float:
+    value = float(values[name])
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"parameter {name}={value} must be {'>= 0' if allow_zero else '> 0'}")
+    return value
+
+
+def _pair(values: dict[str, Any], name: str) -> tuple[float, float]:
+    items = [float(v) for v in values[name]]
+    if len(items) != 2:
+        raise ValueError(f"parameter {name} needs two numbers [low, high], got {items}")
+    return items[0], items[1]
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Validated node configuration (read once per configure transition)."""
+
+    device: str
+    weights: str | None
+    allow_untrained: bool
+    steps: int | None
+    prior_backend: str
+    sam_model_type: str
+    sam_checkpoint: str | None
+    prior_refresh_every: int
+    inference_backend: str
+    sync_slop: float
+    sync_queue_size: int
+    sync_backend: str
+    thermal_qos: str
+    rgb_qos: str
+    qos_depth: int
+    thermal_transport: str
+    rgb_transport: str
+    agc: AgcSettings
+    registration: Registration
+    output_encoding: str
+    publish_priors: bool
+    publish_stage1: bool
+    diagnostics_period: float
+    watchdog_timeout: float
+    log_throttle_period: float
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> NodeSettings:
+        """Check every value; raise ValueError naming the parameter at fault."""
+        unknown = set(values) - set(DEFAULTS)
+        if unknown:
+            raise ValueError("unknown parameters: " + ", ".join(sorted(unknown)))
+        merged = {**DEFAULTS, **values}
+        input_qos = _choice(merged, "input_qos", QOS_CHOICES)
+        overrides = {}
+        for topic in ("thermal", "rgb"):
+            override = str(merged[f"qos.{topic}"])
+            if override and override not in QOS_CHOICES:
+                raise ValueError(
+                    f"parameter qos.{topic}={override!r} is not empty or one of: "
+                    + ", ".join(QOS_CHOICES)
+                )
+            overrides[topic] = override or input_qos
+        steps = int(merged["steps"])
+        if steps < 0:
+            raise ValueError(f"parameter steps={steps} must be >= 0 (0 = the weights' default)")
+        refresh = int(merged["prior.refresh_every"])
+        if refresh < 1:
+            raise ValueError(f"parameter prior.refresh_every={refresh} must be >= 1")
+        queue_size = int(merged["sync.queue_size"])
+        if queue_size < 1:
+            raise ValueError(f"parameter sync.queue_size={queue_size} must be >= 1")
+        depth = int(merged["qos.depth"])
+        if depth < 1:
+            raise ValueError(f"parameter qos.depth={depth} must be >= 1")
+        agc_mode = _choice(merged, "thermal.agc.mode", ("percentile", "minmax", "fixed"))
+        agc = AgcSettings(
+            mode=agc_mode,  # type: ignore[arg-type]
+            percentiles=_pair(merged, "thermal.agc.percentiles"),
+            fixed_range=_pair(merged, "thermal.agc.fixed_range"),
+        )
+        registration = Registration.from_parameters(
+            _choice(merged, "registration.mode", REGISTRATION_MODES),
+            list(merged["registration.homography"]),
+        )
+        return cls(
+            device=str(merged["device"]) or "cpu",
+            weights=str(merged["weights"]) or None,
+            allow_untrained=bool(merged["allow_untrained"]),
+            steps=steps or None,
+            prior_backend=_choice(merged, "prior.backend", ("auto", "sam", "classical")),
+            sam_model_type=_choice(merged, "prior.sam_model_type", ("vit_b", "vit_l", "vit_h")),
+            sam_checkpoint=str(merged["prior.sam_checkpoint"]) or None,
+            prior_refresh_every=refresh,
+            inference_backend=_choice(merged, "inference.backend", INFERENCE_BACKENDS),
+            sync_slop=_positive(merged, "sync.slop", allow_zero=True),
+            sync_queue_size=queue_size,
+            sync_backend=_choice(merged, "sync.backend", SYNC_BACKENDS),
+            thermal_qos=overrides["thermal"],
+            rgb_qos=overrides["rgb"],
+            qos_depth=depth,
+            thermal_transport=_choice(merged, "thermal.transport", TRANSPORTS),
+            rgb_transport=_choice(merged, "rgb.transport", TRANSPORTS),
+            agc=agc,
+            registration=registration,
+            output_encoding=_choice(merged, "output.encoding", SUPPORTED_OUTPUT_ENCODINGS),
+            publish_priors=bool(merged["debug.publish_priors"]),
+            publish_stage1=bool(merged["debug.publish_stage1"]),
+            diagnostics_period=_positive(merged, "diagnostics.period"),
+            watchdog_timeout=_positive(merged, "watchdog.timeout"),
+            log_throttle_period=_positive(merged, "log_throttle_period", allow_zero=True),
+        )

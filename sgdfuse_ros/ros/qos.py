@@ -1,0 +1,82 @@
+"""QoS choices for the camera subscriptions.
+
+Camera drivers publish best-effort (``sensor_data``) or reliable; a reliable subscription never
+receives anything from a best-effort publisher (an "incompatible QoS" event), while a
+best-effort subscription matches both. ``auto`` looks at the publishers on the graph and takes
+reliable only when every publisher offers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+    qos_profile_system_default,
+)
+
+from sgdfuse_ros.ros.parameters import QOS_CHOICES
+
+
+@dataclass(frozen=True)
+class ResolvedQos:
+    """A profile plus a short description for logs and diagnostics."""
+
+    profile: QoSProfile
+    description: str
+
+
+def fixed_profile(name: str, depth: int) -> QoSProfile:
+    """A named profile with the configured queue depth (``auto`` is resolved elsewhere)."""
+    if name == "sensor_data":
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=depth,
+            reliability=qos_profile_sensor_data.reliability,
+            durability=qos_profile_sensor_data.durability,
+        )
+    if name == "reliable":
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=depth,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+    if name == "system_default":
+        return qos_profile_system_default
+    raise ValueError(f"unknown QoS {name!r}; use " + ", ".join(QOS_CHOICES))
+
+
+def publisher_reliabilities(node: Node, topic: str) -> list[ReliabilityPolicy]:
+    """Reliability offered by each publisher currently on ``topic`` (resolved with remaps)."""
+    resolved = node.resolve_topic_name(topic)
+    return [info.qos_profile.reliability for info in node.get_publishers_info_by_topic(resolved)]
+
+
+def resolve_qos(node: Node, name: str, topic: str, depth: int) -> ResolvedQos:
+    """Turn a QoS parameter value into a profile; ``auto`` matches the current publishers."""
+    if name != "auto":
+        return ResolvedQos(fixed_profile(name, depth), name)
+    offered = publisher_reliabilities(node, topic)
+    if offered and all(policy == ReliabilityPolicy.RELIABLE for policy in offered):
+        return ResolvedQos(fixed_profile("reliable", depth), "auto->reliable")
+    detail = "no publishers yet" if not offered else "a best-effort publisher"
+    return ResolvedQos(fixed_profile("sensor_data", depth), f"auto->sensor_data ({detail})")
+
+
+def policy_name(policy_kind: object) -> str:
+    """Readable name of the QoS policy an incompatibility event reports."""
+    name = getattr(policy_kind, "name", None)
+    if name:
+        return str(name)
+    try:
+        from rclpy.qos import QoSPolicyKind
+
+        return QoSPolicyKind(int(policy_kind)).name  # type: ignore[arg-type]
+    except (ValueError, TypeError, ImportError):
+        return str(policy_kind)

@@ -1,0 +1,91 @@
+"""Inference off the executor thread: a one-slot mailbox that keeps only the newest pair.
+
+Fusion takes longer than a camera period on small hardware. Queueing every pair would make
+latency grow without bound; instead the executor thread drops the pair into a single slot
+and returns at once, the worker fuses whatever is in the slot when it is free, and a pair that
+is replaced before the worker reaches it is counted as dropped. Nothing here imports rclpy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+
+
+class LatestOnlyWorker(Generic[Item]):
+    """A thread that processes the newest submitted item; older unprocessed ones are dropped."""
+
+    def __init__(self, process: Callable[[Item], None], name: str = "sgdfuse-inference",
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
+        self._process = process
+        self._on_error = on_error
+        self._condition = threading.Condition()
+        self._pending: Item | None = None
+        self._has_pending = False
+        self._busy = False
+        self._stopping = False
+        self.dropped = 0
+        self.processed = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Item) -> bool:
+        """Offer an item; returns True when it replaced an unprocessed one (which is dropped)."""
+        with self._condition:
+            if self._stopping:
+                return False
+            replaced = self._has_pending
+            if replaced:
+                self.dropped += 1
+            self._pending = item
+            self._has_pending = True
+            self._condition.notify()
+            return replaced
+
+    @property
+    def busy(self) -> bool:
+        with self._condition:
+            return self._busy or self._has_pending
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is pending or running (used before tearing things down)."""
+        with self._condition:
+            return self._condition.wait_for(
+                lambda: not self._busy and not self._has_pending, timeout=timeout
+            )
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Discard the pending item, let a running one finish, end the thread; True if it ended."""
+        with self._condition:
+            self._stopping = True
+            if self._has_pending:
+                self.dropped += 1
+            self._pending = None
+            self._has_pending = False
+            self._condition.notify_all()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                self._condition.wait_for(lambda: self._has_pending or self._stopping)
+                if self._stopping:
+                    return
+                item = self._pending
+                self._pending = None
+                self._has_pending = False
+                self._busy = True
+            try:
+                self._process(item)  # type: ignore[arg-type]
+                self.processed += 1
+            except BaseException as error:  # noqa: BLE001 - a failing frame must not end the thread
+                if self._on_error is not None:
+                    self._on_error(error)
+            finally:
+                with self._condition:
+                    self._busy = False
+                    self._condition.notify_all()
