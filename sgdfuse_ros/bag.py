@@ -420,7 +420,7 @@ def add_bag_command(subparsers: Any) -> None:
     from sgdfuse_ros.cli import add_pipeline_arguments
 
     bag = subparsers.add_parser("bag", help="fuse, replay or create rosbag2 recordings",
-                                description=__doc__)
+                                description="rosbag2 tools that need no ros2 CLI (sqlite3, mcap)")
     actions = bag.add_subparsers(dest="bag_command", required=True)
 
     fuse = actions.add_parser("fuse", help="fuse the synced pairs of a bag into a new bag")
@@ -433,10 +433,11 @@ def add_bag_command(subparsers: Any) -> None:
     fuse.add_argument("--slop", type=float, default=0.05, help="sync slop in seconds")
     fuse.add_argument("--queue-size", type=int, default=10)
     fuse.add_argument("--agc", default="percentile", choices=("percentile", "minmax", "fixed"))
-    fuse.add_argument("--agc-percentiles", type=float, nargs=2, default=(1.0, 99.0))
-    fuse.add_argument("--agc-range", type=float, nargs=2, default=None,
+    fuse.add_argument("--agc-percentiles", type=float, nargs=2, default=(1.0, 99.0),
+                      metavar=("LOW", "HIGH"))
+    fuse.add_argument("--agc-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                       help="raw thermal range for --agc fixed")
-    fuse.add_argument("--homography", type=float, nargs=9, default=None,
+    fuse.add_argument("--homography", type=float, nargs=9, default=None, metavar="H",
                       help="3×3 thermal->RGB matrix, row-major (enables registration)")
     fuse.add_argument("--encoding", default="rgb8",
                       choices=image_codec.SUPPORTED_OUTPUT_ENCODINGS)

@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_pipeline_arguments(demo)
     demo.set_defaults(func=cmd_demo)
+
+    from .bag import add_bag_command  # sgdfuse bag fuse | replay | synth
+
+    add_bag_command(sub)
     return parser
 
 
