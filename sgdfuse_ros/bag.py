@@ -146,23 +146,28 @@ def _encode_for_bag(array: np.ndarray, encoding: str) -> image_codec.ImageFields
     return image_codec.encode_array(array, encoding)
 
 
-def synthetic_frames(num_frames: int, height: int, width: int, fps: float = 10.0,
-                     seed: int = 0, start_ns: int = 1_700_000_000_000_000_000,
-                     thermal_offset_ns: int = 2_000_000) -> list[FramePair]:
-    """The package's synthetic thermal + RGB scene as timed frames.
+def timed_frames(pairs: Iterable[tuple[np.ndarray, np.ndarray]], fps: float = 10.0,
+                 start_ns: int = 1_700_000_000_000_000_000,
+                 thermal_offset_ns: int = 2_000_000) -> list[FramePair]:
+    """(IR, VIS) pairs as frames ``1/fps`` apart.
 
     The thermal stamp trails the RGB stamp by ``thermal_offset_ns`` (2 ms), as two free-running
     cameras would, so approximate sync is exercised rather than exact matching.
     """
-    from sgdfuse_ros.synthetic import render_sequence
-
     period = int(round(1e9 / fps))
     return [
         FramePair(thermal=ir, rgb=vis, stamp=start_ns + index * period,
                   thermal_stamp=start_ns + index * period + thermal_offset_ns)
-        for index, (ir, vis) in enumerate(render_sequence(num_frames, height=height, width=width,
-                                                          seed=seed))
+        for index, (ir, vis) in enumerate(pairs)
     ]
+
+
+def synthetic_frames(num_frames: int, height: int, width: int, fps: float = 10.0,
+                     seed: int = 0) -> list[FramePair]:
+    """The package's synthetic thermal + RGB scene as timed frames (see ``timed_frames``)."""
+    from sgdfuse_ros.synthetic import render_sequence
+
+    return timed_frames(render_sequence(num_frames, height=height, width=width, seed=seed), fps)
 
 
 def write_synthetic_bag(path: str | Path, num_frames: int = 30, height: int = 480,

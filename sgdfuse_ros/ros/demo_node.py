@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sgdfuse_ros.bag import DEFAULT_RGB_TOPIC, write_synthetic_bag
+from sgdfuse_ros.bag import DEFAULT_RGB_TOPIC, timed_frames, write_image_bag, write_synthetic_bag
 from sgdfuse_ros.ros import launch_args
 from sgdfuse_ros.ros.process import (
     isolated_ros_environment,
@@ -39,7 +39,9 @@ def run_node_demo(
     width: int = 640,
     *,
     fps: float = 10.0,
+    frames: list[tuple[np.ndarray, np.ndarray]] | None = None,
     device: str = "cpu",
+    backend: str = "torch",
     steps: int | None = None,
     weights: str | Path | None = None,
     prior_backend: str = "auto",
@@ -58,7 +60,8 @@ def run_node_demo(
     ``lockstep`` keeps one frame pair in flight (the replay waits for each fused frame), so
     every recorded pair is fused even where a frame takes longer than the camera period; with
     ``lockstep=False`` the bag plays at ``fps`` and the node drops stale pairs as on a robot.
-    Latency is measured here: RGB frame published → fused frame received.
+    Latency is measured here: RGB frame published → fused frame received. ``frames`` (IR
+    uint8 H×W, VIS RGB H×W×3 pairs) replaces the synthetic sequence when given.
     """
     from sgdfuse_ros.ros.client import FusionObserver
     from sgdfuse_ros.ros.replay import BagReplayer
@@ -73,8 +76,12 @@ def run_node_demo(
         shutil.rmtree(frames_dir)
     frames_dir.mkdir()
 
-    log(f"writing a {num_frames}-frame {width}x{height} synthetic thermal+RGB bag: {bag_path}")
-    write_synthetic_bag(bag_path, num_frames, height, width, fps=fps)
+    if frames is None:
+        log(f"writing a {num_frames}-frame {width}x{height} synthetic thermal+RGB bag: {bag_path}")
+        write_synthetic_bag(bag_path, num_frames, height, width, fps=fps)
+    else:
+        log(f"writing the {len(frames)} given frame pairs into a bag: {bag_path}")
+        write_image_bag(bag_path, timed_frames(frames, fps))
 
     domain = domain_id if domain_id is not None else random.randint(1, 100)
     env = isolated_ros_environment(domain)
@@ -84,7 +91,7 @@ def run_node_demo(
         "steps": str(steps or ""),
     })
     overrides = launch_args.parameter_overrides(values)
-    overrides.update({"prior.backend": prior_backend, "prior.sam_model_type": sam_model_type,
+    overrides.update({"inference.backend": backend, "prior.backend": prior_backend, "prior.sam_model_type": sam_model_type,
                       "allow_untrained": bool(allow_untrained)})
     if weights:
         overrides["weights"] = str(weights)
