@@ -1,0 +1,124 @@
+"""Approximate-time pairing: the same behaviour tests for the package's own synchronizer and
+message_filters (the latter where it imports)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from sgdfuse_ros.ros.sync import (
+    ApproximateTimePairSync,
+    MessageFiltersPairSync,
+    make_pair_sync,
+    message_filters_available,
+)
+
+BACKENDS = [
+    pytest.param(ApproximateTimePairSync, id="sgdfuse_ros"),
+    pytest.param(MessageFiltersPairSync, id="message_filters",
+                 marks=pytest.mark.skipif(not message_filters_available(),
+                                          reason="message_filters not importable (PyPI ROS "
+                                                 "wheels have none)")),
+]
+MS = 1_000_000
+
+
+def msg(stamp_ns: int, tag: str = "") -> SimpleNamespace:
+    stamp = SimpleNamespace(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+    return SimpleNamespace(header=SimpleNamespace(stamp=stamp, frame_id=tag), tag=tag)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.pairs: list[tuple[str, str]] = []
+
+    def __call__(self, thermal: SimpleNamespace, rgb: SimpleNamespace) -> None:
+        self.pairs.append((thermal.tag, rgb.tag))
+
+
+@pytest.fixture(params=BACKENDS)
+def make(request: pytest.FixtureRequest):
+    def build(queue_size: int = 10, slop: float = 0.05):
+        recorder = Recorder()
+        return request.param(queue_size, slop, recorder), recorder
+
+    return build
+
+
+def test_exact_and_close_stamps_pair(make) -> None:
+    sync, rec = make(slop=0.02)
+    sync.add_thermal(msg(1000 * MS, "t0"))
+    sync.add_rgb(msg(1000 * MS, "r0"))
+    sync.add_rgb(msg(1100 * MS, "r1"))
+    sync.add_thermal(msg(1110 * MS, "t1"))  # 10 ms apart: within slop
+    assert rec.pairs == [("t0", "r0"), ("t1", "r1")]
+    assert sync.pairs == 2 and sync.unmatched() == 0
+
+
+def test_stamps_further_apart_than_slop_never_pair(make) -> None:
+    sync, rec = make(slop=0.02)
+    sync.add_thermal(msg(1000 * MS, "t0"))
+    sync.add_rgb(msg(1050 * MS, "r0"))  # 50 ms apart
+    assert rec.pairs == []
+    assert sync.received == [1, 1] and sync.queued() == 2
+
+
+def test_jittered_streams_pair_in_order(make) -> None:
+    sync, rec = make(slop=0.01)
+    for index in range(20):
+        base = 1000 * MS + index * 33 * MS
+        # thermal arrives first on even frames, RGB first on odd ones; 0-4 ms offsets
+        first, second = (("t", base + (index % 5) * MS), ("r", base))
+        if index % 2:
+            first, second = second, first
+        for kind, stamp in (first, second):
+            (sync.add_thermal if kind == "t" else sync.add_rgb)(msg(stamp, f"{kind}{index}"))
+    assert rec.pairs == [(f"t{i}", f"r{i}") for i in range(20)]
+
+
+def test_queue_size_bounds_waiting_messages(make) -> None:
+    sync, rec = make(queue_size=3, slop=0.001)
+    for index in range(10):
+        sync.add_thermal(msg(1000 * MS + index * 100 * MS, f"t{index}"))
+    assert sync.queued() <= 3
+    assert sync.unmatched() == 10 - sync.queued()
+    sync.add_rgb(msg(1000 * MS + 9 * 100 * MS, "r9"))
+    assert rec.pairs == [("t9", "r9")]
+
+
+def test_stamps_going_back_clear_the_queues(make) -> None:
+    """A looped bag: the old queue content must not pair with the new time line."""
+    sync, rec = make(slop=0.05)
+    sync.add_thermal(msg(5000 * MS, "late-thermal"))
+    sync.add_rgb(msg(1000 * MS, "r-first"))
+    sync.add_thermal(msg(1010 * MS, "t-restart"))  # thermal stamps jumped back: reset
+    assert sync.resets >= 1
+    sync.add_rgb(msg(1020 * MS, "r-second"))
+    assert ("late-thermal", "r-second") not in rec.pairs
+    assert rec.pairs == [("t-restart", "r-second")]
+
+
+def test_reset_forgets_queued_messages(make) -> None:
+    sync, rec = make(slop=0.05)
+    sync.add_thermal(msg(1000 * MS, "t0"))
+    sync.reset()
+    sync.add_rgb(msg(1000 * MS, "r0"))
+    assert rec.pairs == []
+    assert sync.unmatched() >= 1
+
+
+def test_invalid_settings_are_rejected(make) -> None:
+    with pytest.raises(ValueError):
+        make(queue_size=0)
+    with pytest.raises(ValueError):
+        make(slop=-1.0)
+
+
+def test_factory_picks_a_backend() -> None:
+    chosen = make_pair_sync(5, 0.05, Recorder(), "auto")
+    expected = "message_filters" if message_filters_available() else "sgdfuse_ros"
+    assert chosen.backend == expected
+    assert make_pair_sync(5, 0.05, Recorder(), "sgdfuse_ros").backend == "sgdfuse_ros"
+    with pytest.raises(ValueError):
+        make_pair_sync(5, 0.05, Recorder(), "exact")
