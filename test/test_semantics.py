@@ -156,6 +156,13 @@ def test_hotspot_prompts_hottest_first_and_spread() -> None:
     assert len(thermal_hotspot_points(ir, max_points=1)) == 1
 
 
+def test_hotspot_prompts_on_a_large_frame_map_back_to_its_pixels() -> None:
+    ir = np.full((1024, 1280), 0.2, np.float32)
+    ir[400:500, 900:960] = 0.9  # searched at 512 px, reported in full-resolution pixels
+    x, y = thermal_hotspot_points(ir)[0]
+    assert 900 <= x < 960 and 400 <= y < 500
+
+
 def test_hotspot_prompts_fall_back_to_brightest_points() -> None:
     points = thermal_hotspot_points(np.full((HEIGHT, WIDTH), 0.4, np.float32), max_points=4)
     assert 1 <= len(points) <= 4

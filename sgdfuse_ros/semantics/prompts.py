@@ -48,6 +48,7 @@ def thermal_hotspot_points(
     percentile: float = 95.0,
     smooth_fraction: float = 0.01,
     nms_fraction: float = 0.05,
+    work_size: int = 512,
 ) -> np.ndarray:
     """Point prompts on the hottest objects of a thermal frame, as (N, 2) float32 (x, y) pixels.
 
@@ -58,15 +59,22 @@ def thermal_hotspot_points(
     (peaks closer than ``nms_fraction`` of the longest side to a hotter one are dropped), at
     most ``max_points``. A frame without such peaks (flat, or one large hot plateau) falls back
     to the brightest pixels under the same suppression, so SAM always gets at least one prompt.
+    Large frames are searched at ``work_size`` on the longest side (peaks are wider than the
+    lost detail) and the points mapped back.
     """
     import cv2
 
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, got {max_points}")
     height, width = ir.shape
-    longest = max(height, width)
+    scale = min(1.0, work_size / max(height, width))
+    work = ir.astype(np.float32, copy=False)
+    if scale < 1.0:
+        work_hw = (max(1, round(height * scale)), max(1, round(width * scale)))
+        work = cv2.resize(work, (work_hw[1], work_hw[0]), interpolation=cv2.INTER_AREA)
+    longest = max(work.shape)
     sigma = max(1.0, smooth_fraction * longest)
-    smooth = cv2.GaussianBlur(ir.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma)
+    smooth = cv2.GaussianBlur(work, (0, 0), sigmaX=sigma, sigmaY=sigma)
     radius = max(1, int(round(nms_fraction * longest)))
 
     threshold = float(np.percentile(smooth, percentile))
@@ -74,29 +82,41 @@ def thermal_hotspot_points(
     local_max = smooth >= cv2.dilate(smooth, np.ones((peak_window, peak_window), np.uint8))
     ys, xs = np.nonzero(local_max & (smooth > threshold))
     if ys.size == 0:
-        # Fallback: the brightest pixels. Enough candidates that suppression can still spread
-        # them out over a hot plateau.
-        flat = smooth.ravel()
-        count = min(flat.size, max_points * (2 * radius + 1) ** 2)
-        top = np.argpartition(flat, flat.size - count)[flat.size - count :]
-        ys, xs = np.unravel_index(top, smooth.shape)
+        # Fallback: the brightest pixels, on a grid finer than the suppression radius so the
+        # points can still spread over a hot plateau, and few enough to stay fast.
+        step = max(1, radius // 2)
+        sampled = smooth[::step, ::step]
+        ys, xs = np.nonzero(sampled >= min(threshold, float(sampled.max())))
+        ys, xs = ys * step, xs * step
     values = smooth[ys, xs]
     # Hottest first; ties broken by scan order so the result is deterministic.
     order = np.lexsort((xs, ys, -values))
-    return _suppress_close_points(xs[order], ys[order], radius, max_points)
+    points = _suppress_close_points(xs[order], ys[order], radius, max_points)
+    if scale < 1.0:
+        # Pixel centres: work pixel i covers original [i/scale, (i+1)/scale).
+        points = (points + 0.5) * np.array(
+            [width / work.shape[1], height / work.shape[0]], np.float32
+        ) - 0.5
+    return points.astype(np.float32, copy=False)
 
 
 def _suppress_close_points(
     xs: np.ndarray, ys: np.ndarray, radius: int, max_points: int
 ) -> np.ndarray:
-    """Greedy NMS over points given best first: keep a point unless a kept one is within radius."""
-    kept: list[tuple[int, int]] = []
-    radius_sq = radius * radius
-    for x, y in zip(xs.tolist(), ys.tolist(), strict=True):
-        if all((x - kx) ** 2 + (y - ky) ** 2 >= radius_sq for kx, ky in kept):
-            kept.append((x, y))
-            if len(kept) == max_points:
-                break
+    """Greedy NMS over points given best first: take the best, drop all within radius, repeat.
+
+    Vectorised per kept point (at most max_points passes), so tens of thousands of fallback
+    candidates cost milliseconds.
+    """
+    xs = xs.astype(np.float32)
+    ys = ys.astype(np.float32)
+    kept: list[tuple[float, float]] = []
+    radius_sq = float(radius * radius)
+    while xs.size and len(kept) < max_points:
+        x, y = float(xs[0]), float(ys[0])
+        kept.append((x, y))
+        far = (xs - x) ** 2 + (ys - y) ** 2 >= radius_sq
+        xs, ys = xs[far], ys[far]
     return np.asarray(kept, np.float32).reshape(-1, 2)
 
 
