@@ -298,6 +298,8 @@ def test_sam_encodes_once_per_modality_and_decodes_prompts_in_one_batch(small_sa
     settings = backend.settings()
     json.dumps(settings)
     assert settings["vis_points_per_side"] == 4 and settings["image_size"] == 256
+    assert settings["model_type"] == "custom" and settings["checkpoint"] is None
+    assert not backend.prior_map(_grey_vis_with_red_box(), np.zeros((0, 2), np.float32)).any()
 
 
 def test_sam_encoder_input_is_normalised_and_padded(small_sam: Sam) -> None:
@@ -360,7 +362,7 @@ def test_sam_vit_b_with_random_weights_runs_once() -> None:
     blocks = sam.image_encoder.blocks
     assert [block.window_size for block in blocks[:2]] == [14, 14]
     sam.image_encoder.blocks = blocks[:2]
-    backend = SamPriorBackend(sam, model_type="vit_b", ir_max_points=2, vis_points_per_side=2)
+    backend = SamPriorBackend(sam, ir_max_points=2, vis_points_per_side=2)
     ir = np.zeros((48, 64), np.float32)
     ir[10:30, 20:40] = 0.9
     m_ir, m_vis = backend.compute(ir, np.full((48, 64, 3), 90, np.uint8))

@@ -342,10 +342,15 @@ class SamPriorBackend:
         sam: Sam,
         *,
         device: str = "cpu",
-        model_type: str = "custom",
+        model_type: str | None = None,
         checkpoint_name: str | None = None,
         **settings: Any,
     ) -> None:
+        """Wrap an already built ``Sam`` of any size (official, fine-tuned or ``build_small_sam``).
+
+        ``model_type`` (default: read from the encoder width, else "custom") and
+        ``checkpoint_name`` are only recorded in ``settings()``.
+        """
         import torch
 
         self._settings = SamSettings(**settings)
@@ -357,7 +362,8 @@ class SamPriorBackend:
                 f"(torch {torch.__version__}); use device='cpu' or install a CUDA build of torch"
             )
         self._sam: Sam | None = sam.to(self._device).eval()
-        self._model_type = model_type
+        encoder_width = int(sam.image_encoder.patch_embed.proj.out_channels)
+        self._model_type = model_type or _ENCODER_WIDTH_TO_TYPE.get(encoder_width, "custom")
         self._checkpoint_name = checkpoint_name
 
     @classmethod
@@ -465,6 +471,8 @@ class SamPriorBackend:
         sam = self.sam
         s = self._settings
         original_hw = (int(image.shape[0]), int(image.shape[1]))
+        if len(points_xy) == 0:
+            return np.zeros(original_hw, np.float32)  # no prompt, no object
         encoder_input, input_hw = self.encoder_input(image)
         coords = points_to_input_frame(points_xy, original_hw, self.image_size)
         device = self._device
