@@ -302,6 +302,36 @@ def test_sam_encodes_once_per_modality_and_decodes_prompts_in_one_batch(small_sa
     assert not backend.prior_map(_grey_vis_with_red_box(), np.zeros((0, 2), np.float32)).any()
 
 
+def test_sam_decoding_matches_segment_anything_predictor(small_sam: Sam) -> None:
+    """Same image, same points: our encoder input, prompt mapping and batched decode give the
+    logits of segment_anything's own SamPredictor (at a size that needs no resampling)."""
+    import torch
+    from segment_anything import SamPredictor
+
+    from sgdfuse_ros.semantics import SamPriorBackend
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (192, 256, 3), dtype=np.uint8)  # long side = encoder input
+    points = np.array([[40.0, 30.0], [200.0, 150.0], [128.0, 96.0]], np.float32)
+    decoded: list = []
+    handle = small_sam.mask_decoder.register_forward_hook(
+        lambda _module, _args, output: decoded.append(output)
+    )
+    try:
+        SamPriorBackend(small_sam).prior_map(image, points)
+    finally:
+        handle.remove()
+    predictor = SamPredictor(small_sam)
+    predictor.set_image(image)
+    coords = predictor.transform.apply_coords_torch(torch.from_numpy(points), image.shape[:2])
+    _, expected_iou, expected_logits = predictor.predict_torch(
+        coords[:, None, :], torch.ones(3, 1), multimask_output=True
+    )
+    ours_logits, ours_iou = decoded[0]
+    torch.testing.assert_close(ours_logits, expected_logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours_iou, expected_iou, atol=1e-4, rtol=1e-4)
+
+
 def test_sam_encoder_input_is_normalised_and_padded(small_sam: Sam) -> None:
     from sgdfuse_ros.semantics import SamPriorBackend
 
