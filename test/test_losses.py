@@ -1,0 +1,119 @@
+"""Every training loss on hand-made planes whose values can be worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.losses import (
+    denoising_loss,
+    fusion_loss,
+    gradient_loss,
+    intensity_loss,
+    masked_fusion_loss,
+    prior_weight,
+    sobel_magnitude,
+)
+
+
+def plane(values: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32)[None, None]
+
+
+def step_edge(height: int = 5, width: int = 6, column: int = 3, high: float = 1.0) -> torch.Tensor:
+    """0 left of ``column``, ``high`` from ``column`` on."""
+    y = torch.zeros(1, 1, height, width)
+    y[..., column:] = high
+    return y
+
+
+def test_sobel_flat_is_zero_and_step_edge_is_four_times_the_step() -> None:
+    assert sobel_magnitude(torch.full((1, 1, 4, 4), 0.7)).abs().max().item() < 1e-6
+    g = sobel_magnitude(step_edge(high=0.5))
+    # |G_x| = (1 + 2 + 1) * 0.5 on the two columns beside the step, zero elsewhere (replicate pad).
+    assert torch.allclose(g[0, 0, :, 2], torch.full((5,), 2.0))
+    assert torch.allclose(g[0, 0, :, 3], torch.full((5,), 2.0))
+    assert g[0, 0, :, :2].abs().max().item() < 1e-6 and g[0, 0, :, 4:].abs().max().item() < 1e-6
+
+
+def test_intensity_loss_targets_the_brighter_source() -> None:
+    ir = plane([[0.2, 0.9], [0.2, 0.9]])
+    vis = plane([[0.6, 0.1], [0.6, 0.1]])
+    assert intensity_loss(plane([[0.6, 0.9], [0.6, 0.9]]), ir, vis).item() == pytest.approx(0.0)
+    # All-zero output: mean of max = (0.6 + 0.9) / 2.
+    assert intensity_loss(torch.zeros_like(ir), ir, vis).item() == pytest.approx(0.75)
+    # The mean image is off by |0.4 − 0.6| = 0.2 and |0.5 − 0.9| = 0.4.
+    assert intensity_loss((ir + vis) / 2, ir, vis).item() == pytest.approx(0.3)
+
+
+def test_gradient_loss_targets_the_stronger_edge() -> None:
+    ir = step_edge(high=1.0)
+    vis = step_edge(high=0.25)
+    assert gradient_loss(ir, ir, vis).item() == pytest.approx(0.0)
+    # A flat output misses the IR edge: two columns of 4.0 in a 5×6 plane.
+    assert gradient_loss(torch.full_like(ir, 0.3), ir, vis).item() == pytest.approx(2 * 5 * 4.0 / 30)
+    # The weaker VIS edge leaves 4.0 − 1.0 on those columns.
+    assert gradient_loss(vis, ir, vis).item() == pytest.approx(2 * 5 * 3.0 / 30)
+
+
+def test_fusion_loss_combines_with_lambdas() -> None:
+    ir, vis = step_edge(high=1.0), torch.full((1, 1, 5, 6), 0.2)
+    fused = torch.full_like(ir, 0.5)
+    total, parts = fusion_loss(fused, ir, vis, lambda_intensity=1.5, lambda_gradient=1.0)
+    expected_int = intensity_loss(fused, ir, vis).item()
+    expected_grad = gradient_loss(fused, ir, vis).item()
+    assert parts == pytest.approx({"intensity": expected_int, "gradient": expected_grad})
+    assert total.item() == pytest.approx(1.5 * expected_int + expected_grad)
+    total2, _ = fusion_loss(fused, ir, vis, lambda_intensity=0.0, lambda_gradient=2.0)
+    assert total2.item() == pytest.approx(2 * expected_grad)
+
+
+def test_prior_weight_is_mask_plus_beta_background() -> None:
+    m_ir = plane([[1.0, 0.0], [0.5, 0.0]])
+    m_vis = plane([[0.0, 0.0], [0.2, 0.8]])
+    w = prior_weight(m_ir, m_vis, background_weight=0.5)
+    # M = max → [[1, 0], [0.5, 0.8]]; weight = M + 0.5 (1 − M).
+    assert torch.allclose(w, plane([[1.0, 0.5], [0.75, 0.9]]))
+    assert torch.allclose(prior_weight(m_ir, m_vis, 1.0), torch.ones_like(w))
+    with pytest.raises(ValueError):
+        prior_weight(m_ir, m_vis, 1.5)
+
+
+def test_masked_loss_only_sees_objects_without_background_term() -> None:
+    ir = plane([[1.0, 0.0], [0.0, 0.0]])
+    vis = torch.zeros_like(ir)
+    fused = torch.zeros_like(ir)  # misses the hot pixel (error 1.0) and nothing else
+    hot = plane([[1.0, 0.0], [0.0, 0.0]])
+    cold = plane([[0.0, 0.0], [0.0, 1.0]])
+    zero = torch.zeros_like(ir)
+    on_object, parts = masked_fusion_loss(fused, ir, vis, hot, zero, 1.0, 0.0, background_weight=0.0)
+    assert on_object.item() == pytest.approx(0.25) and parts["intensity"] == pytest.approx(0.25)
+    off_object, _ = masked_fusion_loss(fused, ir, vis, cold, zero, 1.0, 0.0, background_weight=0.0)
+    assert off_object.item() == pytest.approx(0.0)
+    # With β = 0.5 the error outside the prior counts half.
+    half, _ = masked_fusion_loss(fused, ir, vis, cold, zero, 1.0, 0.0, background_weight=0.5)
+    assert half.item() == pytest.approx(0.125)
+
+
+def test_masked_loss_with_full_background_weight_equals_plain_loss() -> None:
+    gen = torch.Generator().manual_seed(0)
+    fused, ir, vis, m = (torch.rand(2, 1, 8, 8, generator=gen) for _ in range(4))
+    plain, _ = fusion_loss(fused, ir, vis)
+    masked, _ = masked_fusion_loss(fused, ir, vis, m, m, background_weight=1.0)
+    assert masked.item() == pytest.approx(plain.item(), rel=1e-6)
+
+
+def test_losses_are_differentiable_toward_the_target() -> None:
+    ir, vis = step_edge(high=0.9), torch.full((1, 1, 5, 6), 0.3)
+    fused = torch.full_like(ir, 0.5, requires_grad=True)
+    loss, _ = fusion_loss(fused, ir, vis)
+    loss.backward()
+    # Raising the output where the target (max = 0.9) is above it lowers the loss.
+    assert fused.grad[0, 0, 0, 5] < 0
+
+
+def test_denoising_loss_is_mean_squared_error() -> None:
+    eps = torch.tensor([1.0, -1.0, 0.0, 2.0])
+    pred = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    assert denoising_loss(pred, eps).item() == pytest.approx((0 + 4 + 0 + 4) / 4)
+    assert denoising_loss(eps, eps).item() == 0.0

@@ -1,0 +1,399 @@
+"""Stage II training: the denoising U-Net and the HFAH heads (paper sections 3.4–3.6, eqs. 6–12, 16–19).
+
+    python -m training.train_stage2 --config training/configs/small.yaml            # both phases
+    python -m training.train_stage2 --config training/configs/small.yaml --resume   # after a stop
+    torchrun --nproc_per_node=2 -m training.train_stage2 --config training/configs/paper.yaml
+
+Stage I comes from ``stage2.stage1_weights`` (the ``stage1.pt`` of train_stage1) and stays
+frozen. Two phases, each with its own checkpoint under ``<run_dir>/<phase>/``:
+
+(a) ``denoiser``: the U-Net learns DDPM noise prediction on I0 = concat(F1, M_ir, M_vis)
+    (eq. 12). ``max_train_timestep`` limits the sampled t: the heads only ever read features
+    at small t (the K timesteps are ≤ 100), so a short run spends its steps there.
+(b) ``heads``: one HFAH head per K in ``heads.steps`` reads the decoder features of the K fixed-noise
+    passes and is trained with the mask-guided intensity + gradient loss and the background
+    term (``training/losses.py``). The U-Net is frozen by default (``finetune_unet: false``): the
+    features stay those of the denoiser, every K shares one U-Net and a head cannot erode it.
+    ``finetune_unet: true`` trains it jointly at ``lr * unet_lr_scale`` (the ablation compares).
+
+The end writes the full weights file (``stage2.output``) with metadata carried over from Stage I
+and evaluates each K in ``eval_steps`` next to F1, plain mean / max fusion and the peers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from sgdfuse_ros.model_io import load_weights, save_weights
+from sgdfuse_ros.models.color import rgb_to_ycbcr, with_luminance
+from sgdfuse_ros.models.sgdfuse import SGDFuse
+from training import evaluation
+from training.common import (
+    Dist,
+    RunLogger,
+    StopSignal,
+    all_reduce_flag,
+    autocast,
+    cleanup_distributed,
+    command_line,
+    git_commit,
+    infinite_loader,
+    load_checkpoint,
+    load_config,
+    local_device,
+    machine_description,
+    mean_across_ranks,
+    mosaic,
+    pick_device,
+    save_checkpoint_atomic,
+    seed_everything,
+    setup_distributed,
+    to_uint8_image,
+    write_json,
+)
+from training.datasets import FullFramePairs, PairSource, RandomCropPairs
+from training.losses import denoising_loss, masked_fusion_loss
+from training.priors import build_prior_cache
+from training.train_stage1 import cosine_lr
+
+LOG = logging.getLogger("sgdfuse_ros.training")
+PHASES = ("denoiser", "heads")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="YAML training config (training/configs/*.yaml)")
+    p.add_argument("--phase", choices=("all", *PHASES), default="all", help="which phase(s) to run")
+    p.add_argument("--resume", action="store_true", help="continue each phase from its checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config entry, e.g. --set stage2.heads.iters=50 (repeatable)")
+    p.add_argument("--no-eval", action="store_true", help="skip the end-of-stage evaluation")
+    return p.parse_args(argv)
+
+
+class HeadsForward(nn.Module):
+    """F1 + priors → fused luminance of every trained head (one module, so DDP can wrap it)."""
+
+    def __init__(self, model: SGDFuse, steps: list[int], finetune_unet: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.steps = steps
+        self.finetune_unet = finetune_unet
+
+    def forward(self, f1: torch.Tensor, m_ir: torch.Tensor, m_vis: torch.Tensor) -> list[torch.Tensor]:
+        i0 = self.model.make_i0(f1, m_ir, m_vis)
+        f1_y = rgb_to_ycbcr(f1)[:, :1]
+        outputs = []
+        for k in self.steps:
+            with torch.set_grad_enabled(self.finetune_unet and torch.is_grad_enabled()):
+                features = self.model.diffusion_features(i0, k)
+            outputs.append(self.model.heads[str(k)](features, f1_y))
+        return outputs
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+@torch.no_grad()
+def validation_mosaic(model: SGDFuse, frames: FullFramePairs, steps: list[int], device: torch.device) -> Any:
+    """IR | VIS | M_ir | M_vis | F1 | fused for each K, on a few full-size validation pairs."""
+    model.eval()
+    rows = []
+    for i in range(len(frames)):
+        s = to_device(frames[i], device)
+        ir, vis, m_ir, m_vis = (s[k][None] for k in ("ir", "vis", "m_ir", "m_vis"))
+        tiles = [to_uint8_image(x[0]) for x in (ir, vis, m_ir, m_vis)]
+        f1 = None
+        for k in steps:
+            fused, f1 = model(ir, vis, m_ir, m_vis, k)
+            tiles.append(to_uint8_image(fused[0]))
+        rows.append(tiles[:4] + [to_uint8_image(f1[0])] + tiles[4:])
+    return mosaic(rows)
+
+
+def run_phase(
+    phase: str,
+    model: SGDFuse,
+    cfg: dict[str, Any],
+    train_set: RandomCropPairs,
+    mosaic_frames: FullFramePairs | None,
+    dist_info: Dist,
+    device: torch.device,
+    resume: bool,
+) -> dict[str, Any]:
+    """One phase's training loop; returns its record for the weights metadata."""
+    s2, lcfg = cfg["stage2"], cfg["loss"]
+    pcfg = s2[phase]
+    run_dir = Path(s2["run_dir"]) / phase
+    ckpt_path = run_dir / "checkpoint.pt"
+    iters, batch_size = int(pcfg["iters"]), int(pcfg["batch_size"])
+    use_amp = bool(cfg.get("amp", True)) and device.type == "cuda"
+    steps = [int(k) for k in s2["heads"]["steps"]]
+    finetune = bool(s2["heads"].get("finetune_unet", False))
+
+    # ---- what is trained in this phase
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if phase == "denoiser":
+        trained_modules = [model.unet]
+        forward: nn.Module = model.unet
+        groups = [{"params": list(model.unet.parameters()), "lr_scale": 1.0}]
+    else:
+        trained_modules = [model.heads[str(k)] for k in steps]
+        forward = HeadsForward(model, steps, finetune)
+        groups = [{"params": [p for m in trained_modules for p in m.parameters()], "lr_scale": 1.0}]
+        if finetune:
+            # The output conv only serves the noise prediction, which this loss never sees.
+            unet_params = [p for n, p in model.unet.named_parameters() if not n.startswith("out.")]
+            trained_modules.append(model.unet)
+            groups.append({"params": unet_params, "lr_scale": float(s2["heads"].get("unet_lr_scale", 0.1))})
+    for group in groups:
+        for p in group["params"]:
+            p.requires_grad_(True)
+    model.eval()  # frozen parts (Stage I, a frozen U-Net) run in inference mode
+    for m in trained_modules:
+        m.train()
+    trained = DistributedDataParallel(forward) if dist_info.world_size > 1 else forward
+    optimizer = torch.optim.Adam(groups, lr=float(pcfg["lr"]))
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+
+    step, elapsed = 0, 0.0
+    if resume and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
+        LOG.info("%s: resumed from %s at step %d", phase, ckpt_path, step)
+
+    def save_checkpoint() -> None:
+        if dist_info.is_main:
+            save_checkpoint_atomic(ckpt_path, {
+                "phase": phase, "step": step, "elapsed_s": elapsed, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "config": cfg,
+            })
+
+    seed = int(cfg["seed"]) + (0 if phase == "denoiser" else 1)
+    batches = infinite_loader(train_set, batch_size, seed, dist_info, step, int(cfg["data"].get("num_workers", 0)))
+    noise_gen = torch.Generator().manual_seed(seed * 7919 + dist_info.rank * 104729 + step)
+    max_t = int(s2["denoiser"].get("max_train_timestep", model.config.num_timesteps))
+    stop = StopSignal()
+    logger = RunLogger(run_dir, dist_info.is_main)
+    progress = tqdm(total=iters, initial=step, desc=f"stage 2 {phase}", disable=not dist_info.is_main,
+                    dynamic_ncols=True)
+    window_start, window_steps = time.time(), 0
+
+    # ---- the training loop
+    while step < iters:
+        lr = cosine_lr(step, iters, float(pcfg["lr"]), float(pcfg.get("lr_min_ratio", 1.0)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        b = to_device(next(batches), device)
+        with torch.no_grad():
+            f1 = model.stage1(b["ir"], b["vis"])  # frozen Stage I
+        parts: dict[str, float] = {}
+        with autocast(device, use_amp):
+            if phase == "denoiser":
+                i0 = model.make_i0(f1, b["m_ir"], b["m_vis"])
+                t = torch.randint(0, max_t, (i0.shape[0],), generator=noise_gen).to(device)
+                eps = torch.randn(i0.shape, generator=noise_gen).to(device)
+                eps_pred, _ = trained(model.schedule.q_sample(i0, t, eps), t)
+                loss = denoising_loss(eps_pred.float(), eps)
+            else:
+                vis_y = rgb_to_ycbcr(b["vis"])[:, :1]
+                losses = []
+                for k, y in zip(steps, trained(f1, b["m_ir"], b["m_vis"]), strict=True):
+                    fused_y = rgb_to_ycbcr(with_luminance(y.float(), b["vis"]))[:, :1]
+                    loss_k, _ = masked_fusion_loss(
+                        fused_y, b["ir"], vis_y, b["m_ir"], b["m_vis"], float(lcfg["lambda_intensity"]),
+                        float(lcfg["lambda_gradient"]), float(lcfg["background_weight"]),
+                    )
+                    losses.append(loss_k)
+                    parts[f"loss_K{k}"] = float(loss_k.detach())
+                loss = torch.stack(losses).mean()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        window_steps += 1
+        progress.update(1)
+
+        if step % int(s2["log_every"]) == 0 or step == iters:
+            now = time.time()
+            elapsed += now - window_start
+            rate = window_steps / max(now - window_start, 1e-9)
+            window_start, window_steps = now, 0
+            values = {"loss": mean_across_ranks(float(loss.detach())), "lr": lr, "it_per_s": rate,
+                      **{k: mean_across_ranks(v) for k, v in parts.items()}}
+            logger.scalars(step, values)
+            progress.set_postfix(loss=f"{values['loss']:.4f}", it_s=f"{rate:.2f}")
+        if mosaic_frames is not None and (step % int(s2["val_every"]) == 0 or step == iters):
+            logger.image(step, f"stage2_{phase}_val", validation_mosaic(model, mosaic_frames, steps, device))
+            for m in trained_modules:
+                m.train()
+        stopping = all_reduce_flag(stop.received is not None)
+        if step % int(s2["ckpt_every"]) == 0 or step == iters or stopping:
+            elapsed += time.time() - window_start
+            window_start = time.time()
+            save_checkpoint()
+        if stopping:
+            progress.close()
+            logger.close()
+            raise SystemExit(f"stopped by signal during {phase} at step {step}; continue with --resume")
+    progress.close()
+    logger.close()
+    record = {"iters": iters, "batch_size": batch_size, "lr": float(pcfg["lr"]),
+              "lr_min_ratio": pcfg.get("lr_min_ratio"), "wall_time_s": round(elapsed, 1)}
+    if phase == "denoiser":
+        record["max_train_timestep"] = max_t
+    else:
+        record.update({"steps": steps, "finetune_unet": finetune,
+                       "unet_lr_scale": s2["heads"].get("unet_lr_scale") if finetune else None,
+                       "loss": {k: lcfg[k] for k in ("lambda_intensity", "lambda_gradient", "background_weight")}})
+    if dist_info.is_main:
+        write_json(run_dir / "done.json", record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.set)
+    s2, dcfg = cfg["stage2"], cfg["data"]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg["threads"]))
+    device = pick_device(cfg.get("device", "auto"))
+    dist_info = setup_distributed(device)
+    device = local_device(device, dist_info)
+    seed_everything(int(cfg["seed"]) + dist_info.rank)
+
+    # ---- Stage I weights (frozen) and the rest of the model as the config builds it
+    model, stage1_meta = load_weights(s2["stage1_weights"])
+    if model.config.to_dict() != _preset_dict(cfg["model"]):
+        LOG.warning("stage1 weights config differs from preset %r; using the weights' config", cfg["model"])
+    model = model.to(device)
+
+    # ---- data with cached priors (computed once, on rank 0 first so ranks do not race)
+    max_side = int(dcfg.get("max_side", 0))
+    if dist_info.is_main:
+        priors = build_prior_cache(cfg["priors"], max_side, str(device))
+    if dist_info.world_size > 1:
+        torch.distributed.barrier()
+    if not dist_info.is_main:
+        priors = build_prior_cache(cfg["priors"], max_side, str(device), progress=False)
+    train_source = PairSource(dcfg["train"], max_side, bool(dcfg.get("cache_in_memory", True)), priors)
+    train_set = RandomCropPairs(train_source, int(dcfg["crop"]), bool(dcfg.get("vertical_flip", False)))
+    mosaic_frames = None
+    if dist_info.is_main and dcfg.get("val") and int(dcfg.get("val_mosaic_pairs", 0)) > 0:
+        vpriors = evaluation.val_priors(cfg["priors"], str(device))
+        mosaic_frames = FullFramePairs(PairSource([dcfg["val"]], 0, False, vpriors, max_pairs=int(dcfg["val_mosaic_pairs"])))
+    LOG.info("stage 2: %d training pairs (%d problems skipped), priors %s, device %s, world size %d",
+             len(train_source), len(train_source.report.problems), priors.name, device, dist_info.world_size)
+
+    records: dict[str, Any] = {}
+    run_dir = Path(s2["run_dir"])
+    denoiser_ckpt = Path(s2.get("denoiser_checkpoint") or run_dir / "denoiser" / "checkpoint.pt")
+    denoiser_done = denoiser_ckpt.parent / "done.json"
+    if args.phase in ("all", "denoiser") and not (args.resume and denoiser_done.is_file()):
+        records["denoiser"] = run_phase("denoiser", model, cfg, train_set, mosaic_frames, dist_info, device, args.resume)
+    else:  # heads only, or a resume after the denoiser finished: start from the trained U-Net
+        if not denoiser_done.is_file():
+            raise SystemExit(f"no finished denoiser at {denoiser_ckpt}; run --phase denoiser first")
+        model.load_state_dict(load_checkpoint(denoiser_ckpt)["model"])
+        records["denoiser"] = json.loads(denoiser_done.read_text())
+        LOG.info("U-Net from the finished denoiser phase %s", denoiser_ckpt)
+    if args.phase in ("all", "heads"):
+        records["heads"] = run_phase("heads", model, cfg, train_set, mosaic_frames, dist_info, device, args.resume)
+
+    if dist_info.is_main and "heads" in records:
+        metadata = build_metadata(cfg, stage1_meta, records, train_source, priors, device, dist_info)
+        out = Path(s2["output"])
+        save_weights(model.cpu(), out, metadata)
+        model.to(device)
+        LOG.info("wrote %s", out)
+        if not args.no_eval and dcfg.get("val"):
+            metadata["metrics"] = evaluate_stage2(model, cfg, Path(s2["run_dir"]) / "eval", device)
+            save_weights(model.cpu(), out, metadata)
+    cleanup_distributed()
+    return 0
+
+
+def _preset_dict(name: str) -> dict[str, Any]:
+    from sgdfuse_ros.models.sgdfuse import PRESETS
+
+    return PRESETS[name]().to_dict()
+
+
+def build_metadata(
+    cfg: dict[str, Any], stage1_meta: dict[str, Any], records: dict[str, Any], source: PairSource,
+    priors: Any, device: torch.device, dist_info: Dist,
+) -> dict[str, Any]:
+    """Everything needed to know what the weights are and to reproduce them."""
+    s2 = cfg["stage2"]
+    stage2_record = {
+        **records, "world_size": dist_info.world_size, "crop": int(cfg["data"]["crop"]),
+        "machine": machine_description(), "device": str(device), "command": command_line(),
+        "git_commit": git_commit(),
+    }
+    prior_settings = priors.backend.settings() if hasattr(priors, "backend") else priors.settings()
+    return {
+        "trained": True,
+        "config_name": cfg["model"],
+        "training_config": cfg.get("config_file"),
+        "stages_trained": ["stage1", "stage2"],
+        "default_steps": int(s2.get("default_steps", 1)),
+        "timesteps": {str(k): list(v) for k, v in SGDFuse_timesteps(cfg).items()},
+        "prior_backend": priors.name,
+        "prior_settings": prior_settings,
+        "prior_note": (
+            "trained with the classical prior backend (no SAM checkpoint was used); retrain with "
+            "priors.backend: sam and priors.sam_checkpoint: <file> for SAM priors"
+            if priors.name == "classical" else f"trained with {priors.name} priors"
+        ),
+        "training_data": {
+            "folders": [str(f) for f in cfg["data"]["train"]], "pairs": len(source),
+            "skipped": len(source.report.problems), "max_side": cfg["data"].get("max_side", 0),
+            "validation": cfg["data"].get("val"),
+        },
+        "seed": cfg["seed"],
+        "stage1": stage1_meta.get("stage1", {}),
+        "stage2": stage2_record,
+    }
+
+
+def SGDFuse_timesteps(cfg: dict[str, Any]) -> dict[int, tuple[int, ...]]:  # noqa: N802
+    from sgdfuse_ros.models.sgdfuse import PRESETS
+
+    return PRESETS[cfg["model"]]().timesteps
+
+
+def evaluate_stage2(model: SGDFuse, cfg: dict[str, Any], out: Path, device: torch.device) -> dict[str, Any]:
+    """Each K of ``eval_steps`` and F1 next to plain mean / max fusion and the peers."""
+    s2 = cfg["stage2"]
+    max_pairs = s2.get("eval_max_pairs")
+    val = cfg["data"]["val"]
+    priors = evaluation.val_priors(cfg["priors"], str(device))
+    fused = [evaluation.fuse_folder(model, val, out / "fused" / f"sgdfuse_K{k}", int(k), priors, device, max_pairs)
+             for k in s2.get("eval_steps", [1])]
+    fused.append(evaluation.fuse_folder(model, val, out / "fused" / "stage1_F1", None, priors, device, max_pairs))
+    fused += evaluation.write_baselines(val, out / "fused", max_pairs)
+    fused += [Path(p) for p in cfg.get("eval", {}).get("peers", []) if Path(p).is_dir()]
+    summary = evaluation.score(val, fused, out, int(cfg.get("eval", {}).get("workers", 1)), max_pairs)
+    LOG.info("stage 2 evaluation written to %s", out / "metrics.md")
+    return {"validation": val, "pairs": max_pairs or "all", "means": summary}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
