@@ -427,6 +427,9 @@ class FusionNode(LifecycleNode):
         end_to_end_ms = (self.get_clock().now().nanoseconds - stamp_ns(pair.rgb)) / 1e6
         in_node_ms = (time.monotonic() - pair.paired_at) * 1e3
         self.stats.record_fused(result.timings_ms, end_to_end_ms, in_node_ms)
+        self.get_logger().debug(
+            f"fused {fused.width}x{fused.height} stamp {header.stamp.sec}.{header.stamp.nanosec:09d}"
+            f" in {result.timings_ms.get('total', 0.0):.1f} ms (pair->publish {in_node_ms:.1f} ms)")
 
     @staticmethod
     def _image_message(rgb: np.ndarray, encoding: str, header: Any) -> Image:

@@ -72,11 +72,11 @@ def resolve_qos(node: Node, name: str, topic: str, depth: int) -> ResolvedQos:
 def policy_name(policy_kind: object) -> str:
     """Readable name of the QoS policy an incompatibility event reports."""
     name = getattr(policy_kind, "name", None)
-    if name:
-        return str(name)
-    try:
-        from rclpy.qos import QoSPolicyKind
+    if not name:
+        try:
+            from rclpy.qos import QoSPolicyKind
 
-        return QoSPolicyKind(int(policy_kind)).name  # type: ignore[arg-type]
-    except (ValueError, TypeError, ImportError):
-        return str(policy_kind)
+            name = QoSPolicyKind(int(policy_kind)).name  # type: ignore[arg-type]
+        except (ValueError, TypeError, ImportError):
+            name = str(policy_kind)
+    return str(name).removeprefix("RMW_QOS_POLICY_")
