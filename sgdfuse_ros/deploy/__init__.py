@@ -57,4 +57,6 @@ def make_runner(
         from .tensorrt_runner import TensorRTRunner
 
         return TensorRTRunner(model, device, fp16=fp16, engine_dir=engine_dir, **options)
-    raise ValueError(f"unknown deployment backend {backend!r}; choose one of {', '.join(DEPLOY_BACKENDS)}")
+    raise ValueError(
+        f"unknown deployment backend {backend!r}; choose one of {', '.join(DEPLOY_BACKENDS)}"
+    )

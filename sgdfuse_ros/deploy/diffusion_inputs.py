@@ -35,7 +35,9 @@ class DiffusionInputs:
             t = torch.tensor(self.timesteps[steps])
             abar = self.alphas_cumprod[t]  # as NoiseSchedule.q_sample: ᾱ_t in float32, then √
             cached = {
-                "noise": fixed_noise(steps, (self.channels, height, width), self.seed, "cpu", torch.float32),
+                "noise": fixed_noise(
+                    steps, (self.channels, height, width), self.seed, "cpu", torch.float32
+                ),
                 "timesteps": t.float(),
                 "signal_scale": abar.sqrt(),
                 "noise_scale": (1 - abar).sqrt(),

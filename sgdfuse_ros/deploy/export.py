@@ -172,7 +172,11 @@ def export_fusion_onnx(model: Any, out_dir: str | Path) -> FusionOnnx:
 
     stage1_path = out / "stage1.onnx"
     _export_graph(
-        graphs.Stage1Graph(model), (ir, vis), stage1_path, graphs.STAGE1_INPUTS, graphs.STAGE1_OUTPUTS,
+        graphs.Stage1Graph(model),
+        (ir, vis),
+        stage1_path,
+        graphs.STAGE1_INPUTS,
+        graphs.STAGE1_OUTPUTS,
         _spatial(graphs.STAGE1_INPUTS + graphs.STAGE1_OUTPUTS),
     )
     record("stage1", stage1_path, graphs.STAGE1_INPUTS, graphs.STAGE1_OUTPUTS)
@@ -184,7 +188,15 @@ def export_fusion_onnx(model: Any, out_dir: str | Path) -> FusionOnnx:
     k = TRACE_STEPS
     ts = torch.tensor([float(10 * (i + 1)) for i in range(k)])
     abar = model.schedule.alphas_cumprod[ts.long()]
-    unet_args = (f1, m_ir, m_vis, torch.randn(k, 5, h, w, generator=gen), ts, abar.sqrt(), (1 - abar).sqrt())
+    unet_args = (
+        f1,
+        m_ir,
+        m_vis,
+        torch.randn(k, 5, h, w, generator=gen),
+        ts,
+        abar.sqrt(),
+        (1 - abar).sqrt(),
+    )
     unet_axes = {
         **_spatial(("f1", "m_ir", "m_vis")),
         "noise": {0: "steps", 2: "height", 3: "width"},
@@ -195,7 +207,11 @@ def export_fusion_onnx(model: Any, out_dir: str | Path) -> FusionOnnx:
     }
     unet_path = out / "unet.onnx"
     _export_graph(
-        graphs.DiffusionFeaturesGraph(model), unet_args, unet_path, graphs.UNET_INPUTS, feature_names,
+        graphs.DiffusionFeaturesGraph(model),
+        unet_args,
+        unet_path,
+        graphs.UNET_INPUTS,
+        feature_names,
         unet_axes,
     )
     record("unet", unet_path, graphs.UNET_INPUTS, feature_names)
@@ -205,7 +221,9 @@ def export_fusion_onnx(model: Any, out_dir: str | Path) -> FusionOnnx:
             noise = torch.randn(steps, 5, h, w, generator=gen)
             t = torch.tensor([float(x) for x in model.config.timesteps[steps]])
             a = model.schedule.alphas_cumprod[t.long()]
-            features = graphs.DiffusionFeaturesGraph(model)(f1, m_ir, m_vis, noise, t, a.sqrt(), (1 - a).sqrt())
+            features = graphs.DiffusionFeaturesGraph(model)(
+                f1, m_ir, m_vis, noise, t, a.sqrt(), (1 - a).sqrt()
+            )
         name = graphs.head_graph_name(steps)
         inputs = graphs.head_inputs(levels)
         head_path = out / f"{name}.onnx"
@@ -214,7 +232,11 @@ def export_fusion_onnx(model: Any, out_dir: str | Path) -> FusionOnnx:
             **_spatial(("f1", "vis") + graphs.HEAD_OUTPUTS),
         }
         _export_graph(
-            graphs.HeadGraph(model, steps), (*features, f1, vis), head_path, inputs, graphs.HEAD_OUTPUTS,
+            graphs.HeadGraph(model, steps),
+            (*features, f1, vis),
+            head_path,
+            inputs,
+            graphs.HEAD_OUTPUTS,
             head_axes,
         )
         record(name, head_path, inputs, graphs.HEAD_OUTPUTS)
@@ -234,7 +256,7 @@ def export_fusion_onnx(model: Any, out_dir: str | Path) -> FusionOnnx:
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     LOG.info("exported %d ONNX graphs to %s", len(files), out)
-    return FusionOnnx(out, manifest)
+    return FusionOnnx(out, json.loads((out / MANIFEST).read_text()))
 
 
 def load_fusion_onnx(directory: str | Path) -> FusionOnnx | None:
@@ -296,8 +318,12 @@ def export_sam_onnx(sam: Any, out_dir: str | Path) -> dict[str, Path]:
     gen = torch.Generator().manual_seed(0)
     encoder_path = out / "sam_encoder.onnx"
     _export_graph(
-        graphs.SamEncoderGraph(sam), (torch.randn(1, 3, size, size, generator=gen),), encoder_path,
-        graphs.SAM_ENCODER_INPUTS, graphs.SAM_ENCODER_OUTPUTS, {},
+        graphs.SamEncoderGraph(sam),
+        (torch.randn(1, 3, size, size, generator=gen),),
+        encoder_path,
+        graphs.SAM_ENCODER_INPUTS,
+        graphs.SAM_ENCODER_OUTPUTS,
+        {},
     )
     prompts, points = 2, 3
     decoder_args = (
@@ -307,7 +333,10 @@ def export_sam_onnx(sam: Any, out_dir: str | Path) -> dict[str, Path]:
     )
     decoder_path = out / "sam_decoder.onnx"
     _export_graph(
-        graphs.SamDecoderGraph(sam), decoder_args, decoder_path, graphs.SAM_DECODER_INPUTS,
+        graphs.SamDecoderGraph(sam),
+        decoder_args,
+        decoder_path,
+        graphs.SAM_DECODER_INPUTS,
         graphs.SAM_DECODER_OUTPUTS,
         {
             "sparse_embeddings": {0: "prompts", 1: "points"},
@@ -359,15 +388,23 @@ def add_export_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--weights", help="weights file (default: the shipped weights)")
     parser.add_argument("--allow-untrained", action="store_true", help="export untrained weights")
-    parser.add_argument("--onnx", metavar="DIR", help="write the ONNX files here (default: the cache)")
+    parser.add_argument(
+        "--onnx", metavar="DIR", help="write the ONNX files here (default: the cache)"
+    )
     parser.add_argument("--engines", action="store_true", help="also build TensorRT engines (GPU)")
     parser.add_argument("--engine-dir", help="engine / ONNX cache directory (default: user cache)")
     parser.add_argument("--engine-precision", choices=PRECISIONS, default="fp16")
     parser.add_argument("--height", type=int, default=480, help="frame height the engines are for")
     parser.add_argument("--width", type=int, default=640, help="frame width the engines are for")
-    parser.add_argument("--steps", type=int, nargs="*", help="K values to build engines for (default all)")
-    parser.add_argument("--sam-model-type", default="vit_b", help="SAM variant (vit_b, vit_l, vit_h)")
-    parser.add_argument("--sam-checkpoint", help="SAM checkpoint; exports SAM's encoder and decoder")
+    parser.add_argument(
+        "--steps", type=int, nargs="*", help="K values to build engines for (default all)"
+    )
+    parser.add_argument(
+        "--sam-model-type", default="vit_b", help="SAM variant (vit_b, vit_l, vit_h)"
+    )
+    parser.add_argument(
+        "--sam-checkpoint", help="SAM checkpoint; exports SAM's encoder and decoder"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild engines even when cached")
     parser.set_defaults(func=run_export_command)
     return parser

@@ -124,7 +124,12 @@ class SamDecoderGraph(nn.Module):
         self.register_buffer("image_pe", sam.prompt_encoder.get_dense_pe().detach().clone())
 
     def forward(
-        self, image_embeddings: torch.Tensor, sparse_embeddings: torch.Tensor, dense_embeddings: torch.Tensor
+        self,
+        image_embeddings: torch.Tensor,
+        sparse_embeddings: torch.Tensor,
+        dense_embeddings: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # predict_masks repeats the (batch-1) image embedding once per prompt itself.
-        return self.decoder.predict_masks(image_embeddings, self.image_pe, sparse_embeddings, dense_embeddings)
+        return self.decoder.predict_masks(
+            image_embeddings, self.image_pe, sparse_embeddings, dense_embeddings
+        )

@@ -28,7 +28,9 @@ def pad_replicate(arr: np.ndarray, multiple: int) -> np.ndarray:
     ph, pw = (-h) % multiple, (-w) % multiple
     if not (ph or pw):
         return np.ascontiguousarray(arr, dtype=np.float32)
-    return np.pad(arr, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge").astype(np.float32, copy=False)
+    return np.pad(arr, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge").astype(
+        np.float32, copy=False
+    )
 
 
 def providers_for(device: str, available: list[str]) -> tuple[list[Any], str, int]:
@@ -42,7 +44,11 @@ def providers_for(device: str, available: list[str]) -> tuple[list[Any], str, in
                 f"(available: {', '.join(available)}); `pip install onnxruntime-gpu` in place of onnxruntime"
             )
         index = int(device.split(":", 1)[1]) if ":" in device else 0
-        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], "cuda", index
+        return (
+            [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"],
+            "cuda",
+            index,
+        )
     raise ValueError(f"unsupported device {device!r} for onnxruntime; use cpu or cuda[:N]")
 
 
@@ -61,8 +67,12 @@ class OnnxRuntimeRunner:
         ort = require_onnxruntime()
         self.ort = ort
         if fp16:
-            LOG.warning("the onnxruntime backend runs the fp32 graphs; use backend tensorrt for fp16")
-        providers, self.ort_device, self.device_id = providers_for(device, ort.get_available_providers())
+            LOG.warning(
+                "the onnxruntime backend runs the fp32 graphs; use backend tensorrt for fp16"
+            )
+        providers, self.ort_device, self.device_id = providers_for(
+            device, ort.get_available_providers()
+        )
         self.exported = exported or ensure_fusion_onnx(model, engine_dir)
         self.multiple = self.exported.size_multiple
         self.supported_steps = self.exported.supported_steps
@@ -73,7 +83,9 @@ class OnnxRuntimeRunner:
             options.intra_op_num_threads = threads
 
         def session(graph: str) -> Any:
-            return ort.InferenceSession(str(self.exported.path(graph)), options, providers=providers)
+            return ort.InferenceSession(
+                str(self.exported.path(graph)), options, providers=providers
+            )
 
         self.stage1 = session("stage1")
         self.unet = session("unet")
@@ -91,11 +103,15 @@ class OnnxRuntimeRunner:
         if steps not in self.heads:
             raise ValueError(f"no HFAH head for K={steps}; supported: {self.supported_steps}")
         h, w = ir.shape[-2:]
-        ir_p, vis_p, m_ir_p, m_vis_p = (pad_replicate(a, self.multiple) for a in (ir, vis, m_ir, m_vis))
+        ir_p, vis_p, m_ir_p, m_vis_p = (
+            pad_replicate(a, self.multiple) for a in (ir, vis, m_ir, m_vis)
+        )
         hp, wp = ir_p.shape[-2:]
         vis_v = self._value(vis_p)
         t0 = time.perf_counter()
-        (f1,) = self.stage1.run_with_ort_values(list(graphs.STAGE1_OUTPUTS), {"ir": self._value(ir_p), "vis": vis_v})
+        (f1,) = self.stage1.run_with_ort_values(
+            list(graphs.STAGE1_OUTPUTS), {"ir": self._value(ir_p), "vis": vis_v}
+        )
         t1 = time.perf_counter()
         feed = {"f1": f1, "m_ir": self._value(m_ir_p), "m_vis": self._value(m_vis_p)}
         for name, tensor in self.diffusion_inputs.for_frame(steps, hp, wp).items():

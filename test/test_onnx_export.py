@@ -1,0 +1,180 @@
+"""ONNX export parity: every exported graph against the torch model, under ONNX Runtime (CPU).
+
+Tolerances (float32, documented in the README): exported graphs and the chained runner match
+torch to within 1e-4 absolute on [0, 1] images (observed ≈ 4e-7); the SAM encoder and decoder
+to within 1e-3 relative to the output's scale (attention and layer norms reorder sums).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sgdfuse_ros.deploy import graphs
+from sgdfuse_ros.deploy.export import (
+    ensure_fusion_onnx,
+    export_fusion_onnx,
+    export_sam_onnx,
+    load_fusion_onnx,
+    model_fingerprint,
+)
+from sgdfuse_ros.deploy.onnx_runner import OnnxRuntimeRunner, pad_replicate
+from sgdfuse_ros.models.sgdfuse import SGDFuse, pad_to_multiple, small_config
+from sgdfuse_ros.pipeline import TorchRunner
+
+ort = pytest.importorskip("onnxruntime")
+ATOL = 1e-4
+
+
+def make_model(seed: int = 0) -> SGDFuse:
+    torch.manual_seed(seed)
+    model = SGDFuse(small_config()).eval()
+    for head in model.heads.values():  # a zero-initialised head would hide head mistakes
+        torch.nn.init.normal_(head.out.weight, std=0.3)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model() -> SGDFuse:
+    return make_model()
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    return export_fusion_onnx(model, tmp_path_factory.mktemp("onnx"))
+
+
+def frame(h: int, w: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.random((1, c, h, w), dtype=np.float32) for c in (1, 3, 1, 1)]
+
+
+def session(exported, graph: str):
+    return ort.InferenceSession(str(exported.path(graph)), providers=["CPUExecutionProvider"])
+
+
+def test_manifest_lists_every_graph_with_hashes(model, exported):
+    assert exported.supported_steps == model.supported_steps
+    assert exported.graph_names() == ["stage1", "unet", "head_k1", "head_k2", "head_k3"]
+    for graph in exported.graph_names():
+        assert exported.path(graph).is_file()
+        assert len(exported.sha256(graph)) == 64
+    assert load_fusion_onnx(exported.directory).manifest == exported.manifest
+
+
+@pytest.mark.parametrize("hw", [(64, 96), (112, 48)])  # the traced size and another one
+def test_stage1_graph_matches_torch_at_any_size(model, exported, hw):
+    ir, vis, _, _ = frame(*hw)
+    (f1,) = session(exported, "stage1").run(None, {"ir": ir, "vis": vis})
+    with torch.no_grad():
+        expected = model.stage1(torch.from_numpy(ir), torch.from_numpy(vis)).numpy()
+    np.testing.assert_allclose(f1, expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("steps", [1, 3])  # traced with K=2: K stays a dynamic axis
+def test_unet_and_head_graphs_match_torch_stage2(model, exported, steps):
+    from sgdfuse_ros.deploy.diffusion_inputs import DiffusionInputs
+
+    h, w = 48, 80
+    ir, vis, m_ir, m_vis = frame(h, w, seed=steps)
+    with torch.no_grad():
+        f1 = model.stage1(torch.from_numpy(ir), torch.from_numpy(vis))
+        i0 = model.make_i0(f1, torch.from_numpy(m_ir), torch.from_numpy(m_vis))
+        expected_features = model.diffusion_features(i0, steps)
+        expected = model.stage2(
+            f1, torch.from_numpy(m_ir), torch.from_numpy(m_vis), torch.from_numpy(vis), steps
+        )
+    feed = {"f1": f1.numpy(), "m_ir": m_ir, "m_vis": m_vis}
+    feed.update({k: v.numpy() for k, v in DiffusionInputs(model).for_frame(steps, h, w).items()})
+    features = session(exported, "unet").run(None, feed)
+    assert len(features) == len(expected_features)
+    for got, want in zip(features, expected_features, strict=True):
+        np.testing.assert_allclose(got, want.numpy(), atol=ATOL, rtol=1e-4)
+    head_feed = dict(zip(graphs.feature_names(len(features)), features, strict=True))
+    head_feed.update(f1=f1.numpy(), vis=vis)
+    (fused,) = session(exported, graphs.head_graph_name(steps)).run(None, head_feed)
+    np.testing.assert_allclose(fused, expected.numpy(), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("hw", [(50, 71)])  # an unpadded size goes through the padding
+def test_runner_matches_torch_runner_for_every_k(model, exported, hw):
+    runner = OnnxRuntimeRunner(model, "cpu", exported=exported)
+    reference = TorchRunner(make_model(), "cpu", fp16=False)
+    ir, vis, m_ir, m_vis = frame(*hw, seed=7)
+    for steps in model.supported_steps:
+        fused, f1, timings = runner.run(ir, vis, m_ir, m_vis, steps)
+        want_fused, want_f1, _ = reference.run(ir, vis, m_ir, m_vis, steps)
+        assert fused.shape == (1, 3, *hw) and fused.dtype == np.float32
+        np.testing.assert_allclose(f1, want_f1, atol=ATOL, rtol=0)
+        np.testing.assert_allclose(fused, want_fused, atol=ATOL, rtol=0)
+        assert set(timings) == {"stage1", "stage2"}
+    with pytest.raises(ValueError, match="K=4"):
+        runner.run(ir, vis, m_ir, m_vis, 4)
+
+
+def test_different_k_give_different_fusions(model, exported):
+    """The head per K is really selected (not always the same graph)."""
+    runner = OnnxRuntimeRunner(model, "cpu", exported=exported)
+    ir, vis, m_ir, m_vis = frame(32, 48, seed=3)
+    outs = [runner.run(ir, vis, m_ir, m_vis, k)[0] for k in model.supported_steps]
+    assert np.abs(outs[0] - outs[2]).max() > 1e-3
+
+
+def test_pad_replicate_matches_torch_padding():
+    arr = np.random.default_rng(0).random((1, 3, 21, 35), dtype=np.float32)
+    np.testing.assert_array_equal(
+        pad_replicate(arr, 16), pad_to_multiple(torch.from_numpy(arr), 16).numpy()
+    )
+
+
+def test_cache_reuses_export_and_changes_with_weights(model, tmp_path):
+    first = ensure_fusion_onnx(model, tmp_path)
+    assert first.directory == tmp_path / "onnx" / model_fingerprint(model)
+    stamp = first.path("unet").stat().st_mtime_ns
+    again = ensure_fusion_onnx(model, tmp_path)
+    assert again.directory == first.directory
+    assert again.path("unet").stat().st_mtime_ns == stamp  # not exported twice
+    other = make_model(seed=1)
+    assert model_fingerprint(other) != model_fingerprint(model)
+    first.path("head_k2").unlink()  # an incomplete export is never used (it is redone)
+    assert load_fusion_onnx(first.directory) is None
+
+
+def test_sam_encoder_and_decoder_match_torch(tmp_path):
+    from sgdfuse_ros.semantics import build_small_sam
+
+    sam = build_small_sam(seed=0)
+    paths = export_sam_onnx(sam, tmp_path)
+    size = sam.image_encoder.img_size
+    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    encoder = ort.InferenceSession(str(paths["sam_encoder"]), providers=["CPUExecutionProvider"])
+    (embedding,) = encoder.run(None, {"image": image.numpy()})
+    with torch.no_grad():
+        expected_embedding = sam.image_encoder(image)
+    scale = float(expected_embedding.abs().max())
+    np.testing.assert_allclose(embedding, expected_embedding.numpy(), atol=1e-3 * scale, rtol=0)
+
+    decoder = ort.InferenceSession(str(paths["sam_decoder"]), providers=["CPUExecutionProvider"])
+    for prompts in (1, 5):  # the prompt count is a dynamic axis
+        coords = torch.rand(prompts, 1, 2, generator=torch.Generator().manual_seed(prompts)) * size
+        labels = torch.ones(prompts, 1, dtype=torch.int64)
+        with torch.inference_mode():
+            sparse, dense = sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+            want_masks, want_iou = sam.mask_decoder.predict_masks(
+                expected_embedding, sam.prompt_encoder.get_dense_pe(), sparse, dense
+            )
+        masks, iou = decoder.run(
+            None,
+            {
+                "image_embeddings": expected_embedding.numpy(),
+                "sparse_embeddings": sparse.detach().numpy(),
+                "dense_embeddings": dense.detach().numpy(),
+            },
+        )
+        assert masks.shape == tuple(want_masks.shape)
+        mask_scale = float(want_masks.abs().max())
+        np.testing.assert_allclose(masks, want_masks.numpy(), atol=1e-3 * mask_scale, rtol=0)
+        np.testing.assert_allclose(
+            iou, want_iou.numpy(), atol=1e-3 * float(want_iou.abs().max()), rtol=0
+        )
