@@ -211,7 +211,8 @@ def test_compressed_registered_debug_and_camera_info() -> None:
                 msg.header.stamp.sec = stamp
                 msg.header.frame_id = "rgb_optical"
                 pub.publish(msg)
-            assert wait_until(lambda: h.count("fused/image") >= stamp - 19)
+            expected = stamp - 19
+            assert wait_until(lambda expected=expected: h.count("fused/image") >= expected)
         assert wait_until(lambda: h.count("fused/priors") >= 1 and h.count("fused/stage1") >= 1
                           and h.count("fused/camera_info") >= 1)
         fused = h.received["fused/image"][-1]

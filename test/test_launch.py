@@ -1,0 +1,97 @@
+"""The launch file: loaded where launch_ros imports; everywhere, fusion_node is run with exactly
+the command line the launch file produces (parameter files, remappings, namespace, log level)."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sgdfuse_ros.ros import launch_args
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = ROOT / "launch" / "fusion.launch.py"
+H, W = 64, 80
+
+
+def test_launch_file_is_thin_and_uses_the_shared_arguments() -> None:
+    text = LAUNCH_FILE.read_text()
+    assert "def generate_launch_description" in text
+    for helper in ("LAUNCH_ARGUMENTS", "params_file(", "parameter_overrides(", "remappings("):
+        assert f"launch_args.{helper}" in text, helper
+
+
+def test_generate_launch_description_where_launch_ros_imports() -> None:
+    try:
+        import launch_ros  # noqa: F401
+
+        from launch import LaunchDescription  # noqa: F401
+    except ImportError:
+        pytest.skip("launch / launch_ros not installed (no PyPI wheels); the next test runs "
+                    "fusion_node with the launch file's command line instead")
+    spec = importlib.util.spec_from_file_location("fusion_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    declared = {argument.name for argument in description.get_launch_arguments()}
+    assert declared == {argument.name for argument in launch_args.LAUNCH_ARGUMENTS}
+
+
+def test_fusion_node_runs_with_the_launch_command_line(tmp_path: Path) -> None:
+    pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+    from sensor_msgs.msg import Image
+
+    from sgdfuse_ros.ros.client import FusionObserver
+    from sgdfuse_ros.ros.image_codec import encode_array
+    from sgdfuse_ros.ros.process import isolated_ros_environment, start_fusion_node, stop_process
+
+    # a user's parameter file: the shipped one with test-only untrained weights allowed
+    params = yaml.safe_load((ROOT / "config" / "sgdfuse.yaml").read_text())
+    params["/**"]["ros__parameters"]["allow_untrained"] = True
+    params_path = tmp_path / "robot.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    values = launch_args.with_defaults({
+        "params_file": str(params_path), "namespace": "robot1", "thermal_topic": "/cams/ir/image",
+        "rgb_topic": "/cams/rgb/image", "use_sim_time": "false", "device": "cpu", "steps": "1",
+        "log_level": "debug",
+    })
+    overrides_file = launch_args.write_overrides_file(launch_args.parameter_overrides(values),
+                                                      tmp_path / "launch_overrides.yaml")
+    arguments = launch_args.node_ros_arguments(values, overrides_file)
+    domain = random.randint(1, 100)
+    log = tmp_path / "fusion_node.log"
+    process = start_fusion_node(arguments, isolated_ros_environment(domain), log)
+    observer = FusionObserver(domain_id=domain)
+    try:
+        node = observer.node
+        thermal_pub = node.create_publisher(Image, "/cams/ir/image", 10)
+        rgb_pub = node.create_publisher(Image, "/cams/rgb/image", 10)
+        deadline = time.monotonic() + 120.0
+        while not (thermal_pub.get_subscription_count() and rgb_pub.get_subscription_count()):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert ("sgdfuse_fusion", "/robot1") in node.get_node_names_and_namespaces()
+        rng = np.random.default_rng(0)
+        for source, encoding, pub in (
+                (rng.integers(0, 256, (H, W), dtype=np.uint8), "mono8", thermal_pub),
+                (rng.integers(0, 256, (H, W, 3), dtype=np.uint8), "rgb8", rgb_pub)):
+            fields = encode_array(source, encoding)
+            msg = Image(height=fields.height, width=fields.width, encoding=encoding,
+                        step=fields.step)
+            msg.data = fields.data
+            msg.header.stamp.sec = 42
+            pub.publish(msg)
+        # the output is /fused/image although the node lives in /robot1
+        assert observer.wait_for(lambda: observer.fused_count() >= 1, 60.0), log.read_text()
+        assert observer.fused[0].stamp == 42 * 1_000_000_000
+        assert observer.wait_for(lambda: observer.diagnostic("steps") == "1", 30.0)
+        assert observer.diagnostic("device") == "cpu"
+        assert "[DEBUG]" in log.read_text()  # --log-level debug reached the node
+    finally:
+        observer.close()
+        assert stop_process(process) == 0, log.read_text()
