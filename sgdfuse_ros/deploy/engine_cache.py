@@ -125,18 +125,22 @@ class EngineCache:
             )
         return engine
 
-    def load(self, key: EngineKey, build_missing: bool = True, force: bool = False) -> LoadedEngine:
-        """The engine for ``key``: the cached plan, or a fresh build when missing / unusable."""
+    def load(self, key: EngineKey, allow_build: bool = True, force: bool = False) -> LoadedEngine:
+        """The engine for ``key``: the cached plan, or a fresh build when it is missing or will
+        not deserialize (with ``allow_build``), or always with ``force``."""
         path = self.plan_path(key)
         if not force and path.is_file():
             engine = self._try_deserialize(path.read_bytes(), path)
             if engine is not None:
                 return LoadedEngine(engine, path, "hit")
-        if not force and not path.is_file() and not build_missing:
+        if not force and not allow_build:
+            what = "will not deserialize (other GPU or TensorRT version, or damaged)"
             raise EngineMissingError(
-                f"no TensorRT plan for {key.graph} ({key.precision}, profile "
-                f"{[(p.name, p.opt) for p in key.profile]}) in {self.directory}; build it offline with "
-                "`sgdfuse export --engines --height H --width W` or allow building at run time"
+                f"TensorRT plan for {key.graph} ({key.precision}, profile "
+                f"{[(p.name, p.opt) for p in key.profile]}) "
+                + (f"at {path} {what}" if path.is_file() else f"not found in {self.directory}")
+                + "; build it offline with `sgdfuse export --engines --height H --width W` "
+                "or allow building at run time"
             )
         with self._build_lock(key):
             if not force and path.is_file():
@@ -145,8 +149,9 @@ class EngineCache:
                 if engine is not None:
                     return LoadedEngine(engine, path, "hit")
                 LOG.warning(
-                    "cached TensorRT plan %s will not deserialize (built for another GPU or TensorRT "
-                    "version, or the file is damaged): rebuilding it for %s on %s with TensorRT %s",
+                    "cached TensorRT plan %s will not deserialize (built for another GPU or "
+                    "TensorRT version, or the file is damaged): rebuilding it for %s on %s with "
+                    "TensorRT %s",
                     path,
                     key.graph,
                     key.gpu_name,

@@ -226,7 +226,7 @@ class TensorRTRunner:
             return self.builder.build(self.exported.path(key.graph), key.profile, self.fp16)
 
     def _load_graphs(
-        self, steps: int, height: int, width: int, build_missing: bool, force: bool
+        self, steps: int, height: int, width: int, allow_build: bool, force: bool
     ) -> None:
         """Load (or build) stage1, unet and head_k{steps} for one padded size into ``_graphs``."""
         profiles = graph_profiles(self.exported, self.decoder_channels, steps, height, width)
@@ -237,7 +237,7 @@ class TensorRTRunner:
                     continue
             with self.torch.cuda.device(self.device_index):
                 loaded = self.cache.load(
-                    self.engine_key(graph, profile), build_missing=build_missing, force=force
+                    self.engine_key(graph, profile), allow_build=allow_build, force=force
                 )
                 compiled = TrtGraph(self.trt, loaded)
             LOG.info("TensorRT %s %s: %s (%s)", graph, self.precision, loaded.status, loaded.path)
@@ -254,7 +254,7 @@ class TensorRTRunner:
             -(-width // self.multiple) * self.multiple,
         )
         for k in steps or self.supported_steps:
-            self._load_graphs(k, hp, wp, build_missing=self.build_mode != "never", force=force)
+            self._load_graphs(k, hp, wp, allow_build=self.build_mode != "never", force=force)
         paths: dict[str, Path] = {}
         for k in steps or self.supported_steps:
             for graph, profile in graph_profiles(
@@ -281,7 +281,7 @@ class TensorRTRunner:
             )
             return True
         try:  # cached plans load in well under a second: do it in place
-            self._load_graphs(steps, height, width, build_missing=False, force=False)
+            self._load_graphs(steps, height, width, allow_build=False, force=False)
             return True
         except Exception as exc:  # missing or unusable: build off the caller's thread
             key = (steps, height, width)
