@@ -1,0 +1,82 @@
+"""The onnxruntime backend inside FusionPipeline on real msrs100 pairs, against the torch backend.
+
+Documented tolerance (README): fused uint8 images differ from the torch backend's by at most
+1 grey level per pixel (float outputs agree to ~1e-6; rounding at .5 can flip one level).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from sgdfuse_ros.deploy import make_runner
+from sgdfuse_ros.deploy.onnx_runner import providers_for
+from sgdfuse_ros.errors import BackendUnavailableError
+from sgdfuse_ros.model_io import save_weights
+from sgdfuse_ros.models.sgdfuse import SGDFuse, small_config
+from sgdfuse_ros.pipeline import FusionPipeline
+
+pytest.importorskip("onnxruntime")
+PAIRS = ("00012N.png", "00040N.png")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = SGDFuse(small_config())
+    for head in model.heads.values():  # Stage II must visibly change F1
+        torch.nn.init.normal_(head.out.weight, std=0.3)
+    path = tmp_path_factory.mktemp("w") / "deploy.pt"
+    return save_weights(model, path, {"prior_backend": "classical", "default_steps": 1})
+
+
+def load_pair(data_dir, name):
+    root = data_dir / "val" / "msrs100"
+    ir = cv2.imread(str(root / "ir" / name), cv2.IMREAD_GRAYSCALE)
+    vis = cv2.cvtColor(cv2.imread(str(root / "vi" / name), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return ir, vis
+
+
+def test_onnxruntime_pipeline_fuses_msrs100_like_torch(weights, data_dir, tmp_path):
+    common = dict(weights=weights, prior_backend="classical", engine_dir=tmp_path)
+    onnx_pipe = FusionPipeline(backend="onnxruntime", **common)
+    torch_pipe = FusionPipeline(backend="torch", **common)
+    for name, steps in zip(PAIRS, (1, 3), strict=True):
+        ir, vis = load_pair(data_dir, name)
+        got = onnx_pipe.fuse(ir, vis, steps=steps, return_intermediate=True)
+        want = torch_pipe.fuse(ir, vis, steps=steps, return_intermediate=True)
+        assert got.fused.shape == vis.shape and got.fused.dtype == np.uint8
+        diff = np.abs(got.fused.astype(int) - want.fused.astype(int))
+        assert diff.max() <= 1, f"{name} K={steps}: max difference {diff.max()} grey levels"
+        assert np.abs(got.stage1.astype(int) - want.stage1.astype(int)).max() <= 1
+        assert {"priors", "stage1", "stage2", "total"} <= set(got.timings_ms)
+    assert (tmp_path / "onnx").is_dir()  # exported on demand into engine_dir
+    onnx_pipe.close()
+    torch_pipe.close()
+
+
+def test_cuda_without_the_cuda_provider_says_what_to_install():
+    with pytest.raises(BackendUnavailableError, match="onnxruntime-gpu"):
+        providers_for("cuda:0", ["CPUExecutionProvider"])
+    providers, device, index = providers_for(
+        "cuda:1", ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    assert providers[0] == ("CUDAExecutionProvider", {"device_id": 1}) and (device, index) == (
+        "cuda",
+        1,
+    )
+    with pytest.raises(ValueError, match="unsupported device"):
+        providers_for("mps", ["CPUExecutionProvider"])
+
+
+def test_unknown_backend_and_missing_tensorrt_are_clear_errors():
+    model = SGDFuse(small_config())
+    with pytest.raises(ValueError, match="unknown deployment backend"):
+        make_runner("openvino", model, "cpu")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendUnavailableError, match="pip install tensorrt"):
+            make_runner("tensorrt", model, "cuda")
