@@ -191,3 +191,15 @@ def test_best_effort_publisher_meets_reliable_subscription(rig: BadInputRig) -> 
     finally:
         rig.observer.node.destroy_publisher(best_effort)
     rig.assert_recovers()
+
+
+def test_traffic_on_both_topics_that_never_syncs(rig: BadInputRig) -> None:
+    deadline = time.monotonic() + 4.0  # stamps 0.5 s apart, slop 0.05 s: nothing pairs
+    while time.monotonic() < deadline:
+        thermal, rgb = rig.good_pair()
+        thermal.header.stamp.nanosec = 500_000_000
+        rig.send(thermal, rgb)
+        time.sleep(0.2)
+    rig.wait_counter("no_sync")
+    rig.wait_log(r"both image topics carry traffic but nothing synced.*latest stamps differ")
+    rig.assert_recovers()

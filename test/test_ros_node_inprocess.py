@@ -226,3 +226,28 @@ def test_compressed_registered_debug_and_camera_info() -> None:
         assert h.fusion.stats.counters["bad_input"] == 0
     finally:
         harness.close()
+
+
+def test_auto_qos_matches_the_publishers() -> None:
+    harness = Harness("fusion_auto_qos", {"autostart": False, "allow_untrained": True,
+                                          "input_qos": "auto"})
+    h = harness
+    try:
+        reliable = h.helper.create_publisher(Image, "thermal/image_raw", 10)
+        best_effort = h.helper.create_publisher(Image, "rgb/image_raw", qos_profile_sensor_data)
+        assert wait_until(lambda: h.fusion.count_publishers("/thermal/image_raw") == 1
+                          and h.fusion.count_publishers("/rgb/image_raw") == 1)
+        assert h.fusion.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert h.fusion.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        descriptions = dict(h.fusion.diagnostic_values())
+        assert descriptions["qos_thermal"] == "auto->reliable"
+        assert descriptions["qos_rgb"].startswith("auto->sensor_data")
+        h.listen("fused/image")
+        assert wait_until(lambda: reliable.get_subscription_count() > 0
+                          and best_effort.get_subscription_count() > 0)
+        ir, rgb = scene(5)
+        reliable.publish(image_msg(ir, "mono8", 30))
+        best_effort.publish(image_msg(rgb, "rgb8", 30))
+        assert wait_until(lambda: h.count("fused/image") >= 1)
+    finally:
+        harness.close()

@@ -1,0 +1,28 @@
+"""The node demo end to end: synthetic bag → replay → fusion_node process → saved fused frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+
+
+def test_run_node_demo_small(tmp_path: Path) -> None:
+    from sgdfuse_ros.ros.demo_node import run_node_demo
+
+    lines: list[str] = []
+    results = run_node_demo(tmp_path, num_frames=3, height=64, width=80, allow_untrained=True,
+                            log=lines.append)
+    assert results["frames_published"] == 3 and results["frames_fused"] == 3
+    assert results["node_exit_code"] == 0
+    assert results["latency_ms_p50"] is not None and results["latency_ms_p50"] > 0
+    assert results["fps"] > 0
+    frames = sorted((tmp_path / "node_fused").glob("fused_*.png"))
+    assert len(frames) == 3
+    assert cv2.imread(str(frames[0])).shape == (64, 80, 3)
+    assert int(results["node_diagnostics"]["fused"]) == 3
+    assert any("latency" in line and "p95" in line for line in lines)
+    assert "allow_untrained is true" in Path(results["node_log"]).read_text()
