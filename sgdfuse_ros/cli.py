@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .bag import add_bag_command  # sgdfuse bag fuse | replay | synth
 
     add_bag_command(sub)
+    from .bench import add_bench_command  # sgdfuse bench
+    from .deploy.export import add_export_command  # sgdfuse export --onnx DIR [--engines]
+
+    add_export_command(sub)
+    add_bench_command(sub)
     return parser
 
 

@@ -1,0 +1,521 @@
+"""``sgdfuse bench``: speed of the whole pipeline per backend, K and prior refresh interval.
+
+One run measures every requested backend (torch eager, ONNX Runtime, TensorRT) on the same
+frames, interleaved round by round so that load from other processes on a shared machine hits
+all backends alike; figures are medians over all rounds. Reported per case:
+
+* per-stage latency (priors, Stage I, Stage II) and end-to-end latency (median, p90);
+* back-to-back throughput and the speed-up over torch eager in the same run;
+* GPU memory (device-wide in use, and torch's peak), or the process's peak RSS on the CPU;
+* an Isaac-ROS-style stream table: frames arriving at ``--rate`` Hz, the newest pair processed
+  whenever the pipeline is free (as the node does), giving output fps, latency from arrival to
+  result, and missed frames. Arrivals are simulated on a virtual clock advanced by the real,
+  measured time of each fusion, so the table does not depend on sleep accuracy.
+
+``--quality DIR`` adds the quality-versus-speed table over K (metrics from
+``sgdfuse_ros.metrics.compute_all`` on every pair of DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LOG = logging.getLogger("sgdfuse_ros")
+Frame = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class BenchConfig:
+    height: int = 480
+    width: int = 640
+    steps: list[int] = field(default_factory=lambda: [1])
+    backends: list[str] | None = None  # None: torch + onnxruntime (+ tensorrt on CUDA)
+    device: str = "cpu"
+    fp16: bool | None = None
+    frames: int = 10  # timed frames per case and round
+    rounds: int = 3
+    warmup: int = 2
+    prior: str = "auto"
+    prior_every: list[int] = field(default_factory=lambda: [1])
+    rate: float = 30.0
+    stream_seconds: float = 5.0
+    data: str | None = None
+    weights: str | None = None
+    allow_untrained: bool = False
+    engine_dir: str | None = None
+    sam_model_type: str = "vit_b"
+    sam_checkpoint: str | None = None
+    quality: str | None = None
+    quality_pairs: int | None = None
+    quality_backend: str | None = None
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
+
+
+def load_frames(config: BenchConfig, count: int) -> list[Frame]:
+    """Real pairs from ``config.data`` (``ir/`` and ``vi/``, resized to the bench size) or the
+    built-in synthetic sequence."""
+    import cv2
+
+    if config.data is None:
+        from .synthetic import render_sequence
+
+        return render_sequence(count, config.height, config.width, seed=0)
+    frames = []
+    for ir, vis in iter_pairs(Path(config.data), count):
+        size = (config.width, config.height)
+        frames.append((cv2.resize(ir, size, interpolation=cv2.INTER_AREA), cv2.resize(vis, size)))
+    if not frames:
+        raise FileNotFoundError(f"no ir/ + vi/ image pairs in {config.data}")
+    return frames
+
+
+def iter_pairs(root: Path, limit: int | None = None) -> list[Frame]:
+    """(IR gray uint8, VIS RGB uint8) pairs matched by file name in ``root/ir`` and ``root/vi``."""
+    import cv2
+
+    names = sorted(p.name for p in (root / "ir").iterdir() if (root / "vi" / p.name).is_file())
+    pairs = []
+    for name in names[:limit]:
+        ir = cv2.imread(str(root / "ir" / name), cv2.IMREAD_GRAYSCALE)
+        vis = cv2.cvtColor(cv2.imread(str(root / "vi" / name), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        pairs.append((ir, vis))
+    return pairs
+
+
+def default_backends(device: str) -> list[str]:
+    return ["torch", "onnxruntime"] + (["tensorrt"] if device.startswith("cuda") else [])
+
+
+def make_pipeline(config: BenchConfig, backend: str) -> Any:
+    """A pipeline for one backend with every engine built before timing starts."""
+    from .pipeline import FusionPipeline
+
+    pipe = FusionPipeline(
+        weights=config.weights,
+        device=config.device,
+        steps=config.steps[0],
+        prior_backend=config.prior,
+        sam_model_type=config.sam_model_type,
+        sam_checkpoint=config.sam_checkpoint,
+        backend=backend,
+        allow_untrained=config.allow_untrained,
+        fp16=config.fp16,
+        engine_dir=config.engine_dir,
+    )
+    if backend == "tensorrt":
+        pipe.runner.build_mode = "blocking"  # build / load now, never fall back mid-benchmark
+        pipe.runner.prepare(config.height, config.width, config.steps)
+    return pipe
+
+
+class Memory:
+    """GPU memory (device-wide and torch peak) or the CPU process's peak resident set."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+        if self.cuda:
+            import torch
+
+            self.torch = torch
+
+    def reset(self) -> None:
+        if self.cuda:
+            self.torch.cuda.reset_peak_memory_stats()
+
+    def read(self) -> dict[str, float]:
+        if self.cuda:
+            free, total = self.torch.cuda.mem_get_info()
+            return {
+                "gpu_mem_in_use_mb": (total - free) / 2**20,
+                "gpu_torch_peak_mb": self.torch.cuda.max_memory_allocated() / 2**20,
+            }
+        return {"cpu_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def simulate_stream(
+    fuse_frame: Callable[[int], float], num_inputs: int, rate: float
+) -> dict[str, float]:
+    """Frames arrive every 1/rate s; when free, the pipeline takes the newest arrived frame and
+    drops older ones (keep-last-1, as the node's synchroniser). ``fuse_frame(i)`` fuses input
+    ``i`` for real and returns its duration in seconds, which advances the virtual clock."""
+    period = 1.0 / rate
+    clock = 0.0
+    next_index = 0
+    latencies = []
+    while next_index < num_inputs:
+        newest = min(int(clock / period + 1e-9), num_inputs - 1)
+        if newest < next_index:  # idle until the next frame arrives
+            newest = next_index
+            clock = newest * period
+        clock += fuse_frame(newest)
+        latencies.append(clock - newest * period)
+        next_index = newest + 1
+    processed = len(latencies)
+    span = max(clock, num_inputs * period)
+    return {
+        "input_hz": rate,
+        "input_frames": num_inputs,
+        "output_fps": processed / span,
+        "latency_mean_ms": 1e3 * statistics.fmean(latencies),
+        "latency_p95_ms": 1e3 * percentile(latencies, 95),
+        "latency_max_ms": 1e3 * max(latencies),
+        "missed_frames": num_inputs - processed,
+        "missed_pct": 100.0 * (num_inputs - processed) / num_inputs,
+    }
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Measure every (backend, K, prior interval) case; returns the JSON-ready report."""
+    backends = config.backends or default_backends(config.device)
+    frames = load_frames(config, max(config.frames, 8))
+    memory = Memory(config.device)
+    pipelines: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
+    for backend in backends:
+        try:
+            pipelines[backend] = make_pipeline(config, backend)
+        except Exception as exc:  # an absent optional backend is a row, not a crash
+            LOG.warning("backend %s unavailable: %s", backend, exc)
+            unavailable[backend] = f"{type(exc).__name__}: {exc}"
+    cases = [(b, k, n) for b in pipelines for k in config.steps for n in config.prior_every]
+    samples: dict[tuple[str, int, int], list[dict[str, float]]] = {c: [] for c in cases}
+    throughput: dict[tuple[str, int, int], list[float]] = {c: [] for c in cases}
+    mem: dict[tuple[str, int, int], dict[str, float]] = {}
+
+    def select(case: tuple[str, int, int]) -> Any:
+        pipe = pipelines[case[0]]
+        pipe.prior_refresh_every = case[2]
+        pipe.reset_priors()
+        return pipe
+
+    for case in cases:  # warm-up: lazy allocations, oneDNN / cuDNN / ORT kernel selection
+        pipe = select(case)
+        for i in range(config.warmup):
+            pipe.fuse(*frames[i % len(frames)], steps=case[1])
+    for _ in range(config.rounds):
+        for case in cases:
+            pipe = select(case)
+            memory.reset()
+            start = time.perf_counter()
+            for i in range(config.frames):
+                samples[case].append(pipe.fuse(*frames[i % len(frames)], steps=case[1]).timings_ms)
+            throughput[case].append(config.frames / (time.perf_counter() - start))
+            mem[case] = memory.read()
+
+    latency_rows = []
+    for case in cases:
+        backend, steps, every = case
+        stage = lambda name, c=case: statistics.median(s.get(name, 0.0) for s in samples[c])  # noqa: E731
+        totals = [s["total"] for s in samples[case]]
+        latency_rows.append(
+            {
+                "backend": backend,
+                "steps": steps,
+                "prior": pipelines[backend].priors.name,
+                "prior_every": every,
+                "priors_ms": stage("priors"),
+                "stage1_ms": stage("stage1"),
+                "stage2_ms": stage("stage2"),
+                "total_ms": statistics.median(totals),
+                "total_p90_ms": percentile(totals, 90),
+                "fps": statistics.median(throughput[case]),
+                "frames": len(totals),
+                **mem[case],
+            }
+        )
+    for row in latency_rows:
+        torch_row = next(
+            (
+                r
+                for r in latency_rows
+                if r["backend"] == "torch"
+                and (r["steps"], r["prior_every"]) == (row["steps"], row["prior_every"])
+            ),
+            None,
+        )
+        row["speedup_vs_torch"] = (
+            torch_row["total_ms"] / row["total_ms"] if torch_row else float("nan")
+        )
+
+    stream_rows = []
+    num_inputs = max(2, int(round(config.rate * config.stream_seconds)))
+    for case in cases:
+        pipe = select(case)
+
+        def fuse_frame(index: int, pipe: Any = pipe, steps: int = case[1]) -> float:
+            start = time.perf_counter()
+            pipe.fuse(*frames[index % len(frames)], steps=steps)
+            return time.perf_counter() - start
+
+        stream_rows.append(
+            {
+                "backend": case[0],
+                "steps": case[1],
+                "prior_every": case[2],
+                **simulate_stream(fuse_frame, num_inputs, config.rate),
+            }
+        )
+
+    report: dict[str, Any] = {
+        "config": asdict(config),
+        "environment": environment(config, pipelines),
+        "unavailable": unavailable,
+        "latency": latency_rows,
+        "stream": stream_rows,
+    }
+    if config.quality:
+        backend = config.quality_backend or list(pipelines)[-1]  # the fastest by default
+        report["quality"] = quality_table(
+            pipelines[backend], Path(config.quality), config.steps, config.quality_pairs
+        )
+        report["quality_backend"] = backend
+    report["targets"] = check_targets(latency_rows, config)
+    for pipe in pipelines.values():
+        pipe.close()
+    return report
+
+
+def quality_table(
+    pipe: Any, root: Path, steps: Sequence[int], limit: int | None
+) -> list[dict[str, Any]]:
+    """Mean fusion metrics and Stage II latency per K over the pairs in ``root``."""
+    from .metrics import compute_all
+
+    pairs = iter_pairs(root, limit)
+    pipe.prior_refresh_every = 1
+    rows = []
+    for k in steps:
+        pipe.reset_priors()
+        scores: dict[str, list[float]] = {}
+        stage2 = []
+        for ir, vis in pairs:
+            result = pipe.fuse(ir, vis, steps=k)
+            stage2.append(result.timings_ms["stage2"])
+            for name, value in compute_all(ir, vis, result.fused).items():
+                scores.setdefault(name, []).append(value)
+        rows.append(
+            {
+                "steps": k,
+                "pairs": len(pairs),
+                "stage2_ms": statistics.median(stage2),
+                **{name: statistics.fmean(values) for name, values in scores.items()},
+            }
+        )
+    return rows
+
+
+def environment(config: BenchConfig, pipelines: dict[str, Any]) -> dict[str, Any]:
+    import os
+
+    import torch
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if config.device.startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name()
+    for module in ("onnxruntime", "tensorrt"):
+        try:
+            env[module] = __import__(module).__version__
+        except ImportError:
+            env[module] = None
+    if pipelines:
+        pipe = next(iter(pipelines.values()))
+        env["weights_metadata"] = {
+            k: v for k, v in pipe.metadata.items() if isinstance(v, str | int | float | bool)
+        }
+    return env
+
+
+def check_targets(rows: list[dict[str, Any]], config: BenchConfig) -> list[dict[str, Any]]:
+    """The issue's targets that this run can decide (others need another device or setting)."""
+
+    def find(backend: str, steps: int, every: int) -> dict[str, Any] | None:
+        return next(
+            (
+                r
+                for r in rows
+                if (r["backend"], r["steps"], r["prior_every"]) == (backend, steps, every)
+            ),
+            None,
+        )
+
+    targets = []
+    on_gpu = config.device.startswith("cuda")
+    for row in rows:
+        if row["backend"] == "onnxruntime" and not on_gpu:
+            targets.append(
+                {
+                    "target": f"CPU: ONNX Runtime >= 1.5x torch eager (K={row['steps']}, priors every {row['prior_every']})",
+                    "value": row["speedup_vs_torch"],
+                    "met": row["speedup_vs_torch"] >= 1.5,
+                }
+            )
+        if row["backend"] == "tensorrt":
+            targets.append(
+                {
+                    "target": f"TensorRT >= 3x torch eager (K={row['steps']}, priors every {row['prior_every']})",
+                    "value": row["speedup_vs_torch"],
+                    "met": row["speedup_vs_torch"] >= 3.0,
+                }
+            )
+    fast = [
+        r
+        for r in rows
+        if (r["backend"], r["steps"]) == ("tensorrt", 1)
+        and (r["prior"] == "classical" or r["prior_every"] > 1)
+    ]
+    if fast:
+        best = max(fast, key=lambda r: r["fps"])
+        targets.append(
+            {
+                "target": f"TensorRT K=1 + fast prior ({best['prior']} every {best['prior_every']}) >= 100 fps",
+                "value": best["fps"],
+                "met": best["fps"] >= 100,
+            }
+        )
+    paper = find("tensorrt", 3, 1)
+    if paper and paper["prior"] == "sam":
+        targets.append(
+            {
+                "target": "TensorRT K=3, SAM every frame >= 20 fps",
+                "value": paper["fps"],
+                "met": paper["fps"] >= 20,
+            }
+        )
+    return targets
+
+
+def format_tables(report: dict[str, Any]) -> str:
+    """Markdown tables of a report (what ``sgdfuse bench`` prints)."""
+    env = report["environment"]
+    cfg = report["config"]
+    device = (
+        env.get("gpu")
+        or f"{env['cpu']} ({env['cpu_count']} CPUs, {env['torch_threads']} torch threads)"
+    )
+    lines = [
+        f"Device {cfg['device']}: {device}; {cfg['width']}x{cfg['height']}; "
+        f"{cfg['rounds']} rounds x {cfg['frames']} frames, medians",
+        "",
+        "| backend | K | prior (every N) | priors ms | Stage I ms | Stage II ms | total ms | p90 ms | fps | x torch | memory MB |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["latency"]:
+        memory = r.get("gpu_mem_in_use_mb", r.get("cpu_peak_rss_mb", float("nan")))
+        lines.append(
+            f"| {r['backend']} | {r['steps']} | {r['prior']} ({r['prior_every']}) | {r['priors_ms']:.1f} | "
+            f"{r['stage1_ms']:.1f} | {r['stage2_ms']:.1f} | {r['total_ms']:.1f} | {r['total_p90_ms']:.1f} | "
+            f"{r['fps']:.2f} | {r['speedup_vs_torch']:.2f} | {memory:.0f} |"
+        )
+    for backend, reason in report["unavailable"].items():
+        lines.append(f"| {backend} | - | - | unavailable: {reason} |")
+    lines += [
+        "",
+        f"Stream at {cfg['rate']:g} Hz input (newest pair processed when free):",
+        "",
+        "| backend | K | prior every | output fps | mean latency ms | p95 latency ms | max latency ms | missed frames |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["stream"]:
+        lines.append(
+            f"| {r['backend']} | {r['steps']} | {r['prior_every']} | {r['output_fps']:.2f} | "
+            f"{r['latency_mean_ms']:.1f} | {r['latency_p95_ms']:.1f} | {r['latency_max_ms']:.1f} | "
+            f"{r['missed_frames']}/{r['input_frames']} ({r['missed_pct']:.0f}%) |"
+        )
+    if report.get("quality"):
+        from .metrics import METRIC_NAMES
+
+        lines += [
+            "",
+            f"Quality vs speed over K ({report['quality'][0]['pairs']} pairs, {report['quality_backend']}):",
+            "",
+            "| K | Stage II ms | " + " | ".join(METRIC_NAMES) + " |",
+            "|---:|---:|" + "---:|" * len(METRIC_NAMES),
+        ]
+        for r in report["quality"]:
+            values = " | ".join(f"{r[m]:.4g}" for m in METRIC_NAMES)
+            lines.append(f"| {r['steps']} | {r['stage2_ms']:.1f} | {values} |")
+    if report["targets"]:
+        lines += ["", "Targets:"]
+        for t in report["targets"]:
+            lines.append(f"- {t['target']}: {t['value']:.2f} -> {'met' if t['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+
+def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
+    """``sgdfuse bench``: see the module docstring."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="latency, throughput and memory per backend, K and prior interval",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--steps", type=int, nargs="+", default=[1], help="diffusion steps K")
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        dest="backends",
+        choices=("torch", "onnxruntime", "tensorrt"),
+        help="backends to compare (default: torch onnxruntime, + tensorrt on CUDA)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--frames", type=int, default=10, help="timed frames per case and round")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds (median over all)"
+    )
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--prior", default="auto", choices=("auto", "sam", "classical"))
+    parser.add_argument(
+        "--prior-every", type=int, nargs="+", default=[1], help="recompute priors every N frames"
+    )
+    parser.add_argument("--sam-model-type", default="vit_b")
+    parser.add_argument("--sam-checkpoint")
+    parser.add_argument("--rate", type=float, default=30.0, help="simulated input rate (Hz)")
+    parser.add_argument("--stream-seconds", type=float, default=5.0)
+    parser.add_argument("--data", help="folder with ir/ and vi/ frames (default: synthetic)")
+    parser.add_argument("--weights", help="weights file (default: the shipped weights)")
+    parser.add_argument("--allow-untrained", action="store_true")
+    parser.add_argument("--engine-dir")
+    parser.add_argument("--quality", help="folder with ir/ vi/ pairs: add the quality-vs-K table")
+    parser.add_argument("--quality-pairs", type=int, help="use only the first N quality pairs")
+    parser.add_argument("--quality-backend", help="backend for the quality table (default: last)")
+    parser.add_argument("--json", type=Path, help="write the full report here")
+    parser.set_defaults(func=run_bench_command)
+    return parser
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    fields = BenchConfig.__dataclass_fields__
+    config = BenchConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    report = run_bench(config)
+    print(format_tables(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"\nreport written to {args.json}")
+    return 0

@@ -1,0 +1,72 @@
+"""``sgdfuse bench`` logic: the 30 Hz stream simulation and a tiny end-to-end report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sgdfuse_ros.bench import BenchConfig, format_tables, run_bench, simulate_stream
+from sgdfuse_ros.cli import build_parser
+
+
+def test_fast_pipeline_processes_every_frame_with_its_own_latency():
+    stats = simulate_stream(lambda i: 0.010, num_inputs=30, rate=30.0)
+    assert stats["missed_frames"] == 0
+    assert stats["latency_mean_ms"] == pytest.approx(10.0)
+    assert stats["output_fps"] == pytest.approx(30.0, rel=0.01)
+
+
+def test_slow_pipeline_takes_the_newest_frame_and_misses_the_rest():
+    fused = []
+
+    def fuse(index: int) -> float:
+        fused.append(index)
+        return 0.1  # 10 fps against 30 Hz input
+
+    stats = simulate_stream(fuse, num_inputs=31, rate=30.0)
+    assert fused == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30]  # newest arrived frame each time
+    assert stats["missed_frames"] == 31 - len(fused)
+    assert stats["latency_max_ms"] == pytest.approx(100.0, abs=1e-6)
+    assert stats["output_fps"] == pytest.approx(len(fused) / 1.1)
+
+
+def test_tiny_bench_reports_every_case_and_unavailable_backends(tmp_path):
+    config = BenchConfig(
+        height=32,
+        width=48,
+        steps=[1, 2],
+        backends=["torch", "tensorrt"],
+        frames=2,
+        rounds=2,
+        warmup=1,
+        prior="classical",
+        prior_every=[1, 3],
+        stream_seconds=0.2,
+        allow_untrained=True,
+        engine_dir=str(tmp_path),
+    )
+    report = run_bench(config)
+    assert {(r["backend"], r["steps"], r["prior_every"]) for r in report["latency"]} == {
+        ("torch", k, n) for k in (1, 2) for n in (1, 3)
+    }
+    row = report["latency"][0]
+    assert row["frames"] == 4 and row["speedup_vs_torch"] == 1.0 and row["fps"] > 0
+    assert row["total_ms"] >= row["stage1_ms"] + row["stage2_ms"]
+    assert "tensorrt" in report["unavailable"]  # no CUDA here: a row, not a crash
+    assert len(report["stream"]) == 4 and report["stream"][0]["input_frames"] == 6
+    text = format_tables(report)
+    assert "| torch | 2 | classical (3) |" in text and "unavailable" in text
+    json.dumps(report, default=str)
+
+
+def test_cli_has_export_and_bench_commands():
+    parser = build_parser()
+    args = parser.parse_args(
+        ["bench", "--steps", "1", "3", "--backend", "torch", "onnxruntime", "--json", "x.json"]
+    )
+    assert args.steps == [1, 3] and args.backends == ["torch", "onnxruntime"]
+    args = parser.parse_args(
+        ["export", "--onnx", "out", "--engines", "--height", "720", "--width", "1280"]
+    )
+    assert args.onnx == "out" and args.engines and (args.height, args.width) == (720, 1280)
