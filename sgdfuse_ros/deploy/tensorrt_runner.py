@@ -204,6 +204,7 @@ class TensorRTRunner:
         self._graphs: dict[tuple[str, int, int, int], TrtGraph] = {}
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, int, int], Future] = {}
+        self._failed: set[tuple[int, int, int]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._fallback: Any = None
         self.last_load_status: dict[str, str] = {}
@@ -287,26 +288,33 @@ class TensorRTRunner:
             key = (steps, height, width)
             with self._lock:
                 future = self._pending.get(key)
-                if future is None or (future.done() and future.exception() is not None):
-                    if future is not None:
+                if future is not None:
+                    if future.done() and future.exception() is not None and key not in self._failed:
+                        self._failed.add(key)  # log once; no rebuild storm on every frame
                         LOG.error(
-                            "previous TensorRT build failed: %s; retrying", future.exception()
+                            "TensorRT build for %dx%d K=%d failed: %s; staying on the torch "
+                            "backend (fix the cause, then restart or run `sgdfuse export --engines`)",
+                            width,
+                            height,
+                            steps,
+                            future.exception(),
                         )
-                    if self._executor is None:
-                        self._executor = ThreadPoolExecutor(
-                            max_workers=1, thread_name_prefix="trt-build"
-                        )
-                    LOG.warning(
-                        "TensorRT engines for %dx%d K=%d not ready (%s); building in the background, "
-                        "fusing with the torch backend meanwhile",
-                        width,
-                        height,
-                        steps,
-                        exc,
+                    return False
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="trt-build"
                     )
-                    self._pending[key] = self._executor.submit(
-                        self._load_graphs, steps, height, width, True, self.force_rebuild
-                    )
+                LOG.warning(
+                    "TensorRT engines for %dx%d K=%d not ready (%s); building in the background, "
+                    "fusing with the torch backend meanwhile",
+                    width,
+                    height,
+                    steps,
+                    exc,
+                )
+                self._pending[key] = self._executor.submit(
+                    self._load_graphs, steps, height, width, True, self.force_rebuild
+                )
             return False
 
     def wait_until_ready(self, timeout: float | None = None) -> None:
