@@ -88,9 +88,14 @@ def git_commit() -> str | None:
         return None
 
 
-def command_line() -> str:
-    """The command that started this process, as a user would type it from the repository root."""
-    return " ".join(["python", "-m", f"training.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command that started this run, as typed from the repository root (torchrun included)."""
+    import shlex
+
+    args = sys.argv[1:] if argv is None else argv
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = f"torchrun --standalone --nproc_per_node={world}" if world > 1 else "python"
+    return f"{launcher} -m {module} {shlex.join(args)}"
 
 
 # ----------------------------------------------------------------------------- distributed

@@ -137,3 +137,31 @@ def build_prior_cache(priors_config: dict[str, Any], max_side: int, device: str 
     if isinstance(backend, ZeroPriors):
         return backend
     return PriorCache(backend, priors_config.get("cache_dir", "runs/priors_cache"), max_side, progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Precompute the priors of a config's training and validation folders (optional: the
+    training scripts fill the cache themselves on first use)."""
+    import argparse
+
+    from training.common import load_config
+    from training.datasets import PairSource
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.set)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    data = cfg["data"]
+    max_side = int(data.get("max_side", 0))
+    train = PairSource(data["train"], max_side, False, build_prior_cache(cfg["priors"], max_side))
+    LOG.info("training priors ready for %d pairs", len(train))
+    if data.get("val"):
+        val = PairSource([data["val"]], 0, False, build_prior_cache(cfg["priors"], 0))
+        LOG.info("validation priors ready for %d pairs", len(val))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

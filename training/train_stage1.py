@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             "crop": int(dcfg["crop"]), "lr": float(scfg["lr"]), "lr_min_ratio": scfg.get("lr_min_ratio"),
             "loss": {k: lcfg[k] for k in ("lambda_intensity", "lambda_gradient")},
             "wall_time_s": round(elapsed, 1), "machine": machine_description(), "device": str(device),
-            "command": command_line(), "git_commit": git_commit(),
+            "command": command_line("training.train_stage1", argv), "git_commit": git_commit(),
         }
         metadata = {
             "trained": True, "config_name": cfg["model"], "stages_trained": ["stage1"],

@@ -318,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         records["heads"] = run_phase("heads", model, cfg, train_set, mosaic_frames, dist_info, device, args.resume)
 
     if dist_info.is_main and "heads" in records:
-        metadata = build_metadata(cfg, stage1_meta, records, train_source, priors, device, dist_info)
+        command = command_line("training.train_stage2", argv)
+        metadata = build_metadata(cfg, stage1_meta, records, train_source, priors, device, dist_info, command)
         out = Path(s2["output"])
         save_weights(model.cpu(), out, metadata)
         model.to(device)
@@ -338,13 +339,13 @@ def _preset_dict(name: str) -> dict[str, Any]:
 
 def build_metadata(
     cfg: dict[str, Any], stage1_meta: dict[str, Any], records: dict[str, Any], source: PairSource,
-    priors: Any, device: torch.device, dist_info: Dist,
+    priors: Any, device: torch.device, dist_info: Dist, command: str,
 ) -> dict[str, Any]:
     """Everything needed to know what the weights are and to reproduce them."""
     s2 = cfg["stage2"]
     stage2_record = {
         **records, "world_size": dist_info.world_size, "crop": int(cfg["data"]["crop"]),
-        "machine": machine_description(), "device": str(device), "command": command_line(),
+        "machine": machine_description(), "device": str(device), "command": command,
         "git_commit": git_commit(),
     }
     prior_settings = priors.backend.settings() if hasattr(priors, "backend") else priors.settings()
