@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
 from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -71,7 +72,8 @@ class FusionNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default)
+            self.declare_parameter(spec.name, spec.default,
+                                   ParameterDescriptor(description=spec.description))
         self.settings: NodeSettings | None = None
         self.pipeline: Any = None
         self.stats = FusionStats()
