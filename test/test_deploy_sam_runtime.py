@@ -1,0 +1,56 @@
+"""SAM priors with the encoder and decoder on ONNX Runtime match the torch SAM priors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sgdfuse_ros.deploy.sam_runtime import RuntimeImageEncoder, ensure_sam_onnx, install_sam_runtime
+from sgdfuse_ros.semantics import SamPriorBackend, build_small_sam
+
+pytest.importorskip("onnxruntime")
+
+
+OPEN_FILTERS = dict(stability_thresh=0.5, max_area_fraction=1.0)
+
+
+def decisive_sam():
+    """A random small SAM made confident (large mask logits, IoU 0.95) so that its masks pass
+    the filters and the priors are non-zero: otherwise the comparison would be vacuous."""
+    import torch
+
+    sam = build_small_sam(seed=0)
+    with torch.no_grad():
+        for mlp in sam.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(500.0)
+        iou_layer = sam.mask_decoder.iou_prediction_head.layers[-1]
+        iou_layer.weight.zero_()
+        iou_layer.bias.fill_(0.95)
+    return sam
+
+
+def test_onnxruntime_sam_gives_the_torch_priors(tmp_path):
+    rng = np.random.default_rng(0)
+    ir = (0.3 + 0.01 * rng.standard_normal((96, 128))).astype(np.float32)
+    ir[30:70, 40:80] = 0.8  # one warm object: hot-spot prompts land on it
+    vis = np.full((96, 128, 3), 120, np.uint8)
+    vis[30:70, 40:80] = (220, 30, 30)
+    reference = SamPriorBackend(decisive_sam(), **OPEN_FILTERS)
+    want_ir, want_vis = reference.compute(ir, vis)
+    backend = SamPriorBackend(decisive_sam(), **OPEN_FILTERS)
+    install_sam_runtime(backend, "onnxruntime", "cpu", engine_dir=tmp_path)
+    assert isinstance(backend.sam.image_encoder, RuntimeImageEncoder)
+    got_ir, got_vis = backend.compute(ir, vis)
+    for got, want in ((got_ir, want_ir), (got_vis, want_vis)):
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=1e-3)
+    assert float(want_vis.max()) > 0.1 and float(want_ir.max()) > 0.1, "priors should not be empty"
+
+
+def test_sam_graphs_are_exported_once_per_weights(tmp_path):
+    sam = build_small_sam(seed=0)
+    first = ensure_sam_onnx(sam, tmp_path)
+    stamp = first["sam_encoder"].stat().st_mtime_ns
+    assert ensure_sam_onnx(sam, tmp_path)["sam_encoder"].stat().st_mtime_ns == stamp
+    other = ensure_sam_onnx(build_small_sam(seed=1), tmp_path)
+    assert other["sam_encoder"].parent != first["sam_encoder"].parent
