@@ -63,7 +63,8 @@ def run_node(args: argparse.Namespace, frames: list[tuple[np.ndarray, np.ndarray
     domain = random.randint(1, 100)
     values = launch_args.with_defaults({"device": args.device,
                                         "steps": str(args.steps or "")})
-    overrides = {**launch_args.parameter_overrides(values), "allow_untrained": untrained}
+    overrides = {**launch_args.parameter_overrides(values), "allow_untrained": untrained,
+                 "inference.cpu_threads": args.cpu_threads}
     overrides_file = launch_args.write_overrides_file(overrides, out_dir / "bench_overrides.yaml")
     log = out_dir / "bench_fusion_node.log"
     process = start_fusion_node(launch_args.node_ros_arguments(values, overrides_file),
@@ -141,6 +142,10 @@ def run_bare(args: argparse.Namespace, frames: list[tuple[np.ndarray, np.ndarray
 
     from sgdfuse_ros.pipeline import FusionPipeline
 
+    if args.cpu_threads:
+        import torch
+
+        torch.set_num_threads(args.cpu_threads)
     pipeline = FusionPipeline(device=args.device, steps=args.steps, allow_untrained=untrained)
 
     def measure(frame_count: int, out: list[float]) -> None:
@@ -177,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=None, help="diffusion steps K")
+    parser.add_argument("--cpu-threads", type=int, default=0,
+                        help="torch CPU threads in the node and the reference (0 = default)")
     parser.add_argument("--bare-frames", type=int, default=60,
                         help="frames for the bare-pipeline reference (dedicated thread)")
     parser.add_argument("--bare-main-thread-frames", type=int, default=10,
@@ -206,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rss = f"{node['rss_start_mib']:.0f} → {node['rss_end_mib']:.0f}" \
         if node["rss_start_mib"] and node["rss_end_mib"] else "n/a"
-    print(f"\nfusion_node, {args.width}x{args.height}, {args.device}, "
+    print(f"\nfusion_node, {args.width}x{args.height}, {args.device} "
+          f"(torch threads: {args.cpu_threads or 'default'}), "
           f"{args.rate:g} Hz input for {args.duration:g} s "
           f"({node['published_pairs']} pairs, achieved {node['input_rate_hz']:.1f} Hz)\n")
     print("| metric | value |")

@@ -135,6 +135,10 @@ class FusionNode(LifecycleNode):
         settings = self.settings
         assert settings is not None
         started = time.monotonic()
+        if settings.cpu_threads:
+            import torch
+
+            torch.set_num_threads(settings.cpu_threads)
         if settings.allow_untrained:
             self.get_logger().warning(
                 "allow_untrained is true: if no weights are found the networks run with random "

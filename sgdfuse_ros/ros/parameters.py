@@ -50,6 +50,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("inference.backend", "torch",
                   "Inference backend: torch (onnxruntime and tensorrt come with the deployment "
                   "work)."),
+    ParameterSpec("inference.cpu_threads", 0,
+                  "Torch intra-op CPU threads; 0 keeps torch's default (all cores). On a CPU "
+                  "shared with other nodes, 1 avoids thread contention that can slow fusion "
+                  "several-fold."),
     ParameterSpec("sync.slop", 0.05,
                   "Largest stamp difference (seconds) between a thermal and an RGB frame that "
                   "still form a pair."),
@@ -128,6 +132,7 @@ class NodeSettings:
     sam_checkpoint: str | None
     prior_refresh_every: int
     inference_backend: str
+    cpu_threads: int
     sync_slop: float
     sync_queue_size: int
     sync_backend: str
@@ -168,6 +173,9 @@ class NodeSettings:
         refresh = int(merged["prior.refresh_every"])
         if refresh < 1:
             raise ValueError(f"parameter prior.refresh_every={refresh} must be >= 1")
+        cpu_threads = int(merged["inference.cpu_threads"])
+        if cpu_threads < 0:
+            raise ValueError(f"parameter inference.cpu_threads={cpu_threads} must be >= 0")
         queue_size = int(merged["sync.queue_size"])
         if queue_size < 1:
             raise ValueError(f"parameter sync.queue_size={queue_size} must be >= 1")
@@ -194,6 +202,7 @@ class NodeSettings:
             sam_checkpoint=str(merged["prior.sam_checkpoint"]) or None,
             prior_refresh_every=refresh,
             inference_backend=_choice(merged, "inference.backend", INFERENCE_BACKENDS),
+            cpu_threads=cpu_threads,
             sync_slop=_positive(merged, "sync.slop", allow_zero=True),
             sync_queue_size=queue_size,
             sync_backend=_choice(merged, "sync.backend", SYNC_BACKENDS),
