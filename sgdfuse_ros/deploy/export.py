@@ -394,6 +394,7 @@ def add_export_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--engines", action="store_true", help="also build TensorRT engines (GPU)")
     parser.add_argument("--engine-dir", help="engine / ONNX cache directory (default: user cache)")
     parser.add_argument("--engine-precision", choices=PRECISIONS, default="fp16")
+    parser.add_argument("--device", default="cuda", help="GPU the engines are built for (cuda[:N])")
     parser.add_argument("--height", type=int, default=480, help="frame height the engines are for")
     parser.add_argument("--width", type=int, default=640, help="frame width the engines are for")
     parser.add_argument(
@@ -423,6 +424,10 @@ def _load_for_export(weights: str | None, allow_untrained: bool) -> Any:
 
 
 def run_export_command(args: argparse.Namespace) -> int:
+    if args.engines:
+        from . import require_tensorrt
+
+        require_tensorrt()  # fail before minutes of export on a machine that cannot build
     model = _load_for_export(args.weights, args.allow_untrained)
     if args.onnx:
         exported = export_fusion_onnx(model, args.onnx)
@@ -430,11 +435,16 @@ def run_export_command(args: argparse.Namespace) -> int:
         exported = ensure_fusion_onnx(model, args.engine_dir)
     for graph in exported.graph_names():
         print(f"{graph:10s} {exported.path(graph)}")
+    sam = None
     if args.sam_checkpoint:
-        from segment_anything import sam_model_registry
+        from ..semantics import SamPriorBackend
+        from .sam_runtime import ensure_sam_onnx
 
-        sam = sam_model_registry[args.sam_model_type](checkpoint=args.sam_checkpoint)
-        for graph, path in export_sam_onnx(sam, exported.directory).items():
+        sam = SamPriorBackend.from_checkpoint(args.sam_model_type, args.sam_checkpoint).sam
+        sam_paths = (
+            export_sam_onnx(sam, args.onnx) if args.onnx else ensure_sam_onnx(sam, args.engine_dir)
+        )
+        for graph, path in sam_paths.items():
             print(f"{graph:10s} {path}")
     if args.engines:
         from .tensorrt_runner import build_all_engines
@@ -447,7 +457,16 @@ def run_export_command(args: argparse.Namespace) -> int:
             width=args.width,
             steps=tuple(args.steps) if args.steps else None,
             force=args.force,
+            device=args.device,
         )
+        if sam is not None:
+            from .sam_runtime import build_sam_engines
+
+            plans.update(
+                build_sam_engines(
+                    sam, args.engine_dir, args.device, args.engine_precision == "fp16"
+                )
+            )
         for name, path in plans.items():
             print(f"{name:10s} {path}")
     return 0

@@ -107,8 +107,23 @@ def _onnxruntime_callable(path: Path, device: str) -> Any:
     return run
 
 
+def build_sam_engines(
+    sam: Any, engine_dir: str | Path | None, device: str = "cuda", fp16: bool = True
+) -> dict[str, Path]:
+    """Offline build (``sgdfuse export --engines --sam-checkpoint …``) of SAM's two plans."""
+    paths = ensure_sam_onnx(sam, engine_dir)
+    plans: dict[str, Path] = {}
+    _tensorrt_callables(sam, paths, device, fp16, engine_dir, plans)
+    return plans
+
+
 def _tensorrt_callables(
-    sam: Any, paths: dict[str, Path], device: str, fp16: bool, engine_dir: str | Path | None
+    sam: Any,
+    paths: dict[str, Path],
+    device: str,
+    fp16: bool,
+    engine_dir: str | Path | None,
+    plans: dict[str, Path] | None = None,
 ) -> tuple[Any, Any]:
     from . import require_tensorrt
     from .tensorrt_runner import TensorRTBuilder, TrtGraph
@@ -148,7 +163,10 @@ def _tensorrt_callables(
             profile=profiles[graph],
         )
         with torch.cuda.device(index):
-            compiled = TrtGraph(trt, cache.load(key))
+            loaded = cache.load(key)
+            compiled = TrtGraph(trt, loaded)
+        if plans is not None:
+            plans[graph] = loaded.path
 
         def run(feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             # Enqueued on the caller's current stream, like the torch modules it replaces:
