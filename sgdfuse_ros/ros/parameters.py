@@ -51,9 +51,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "Inference backend: torch (onnxruntime and tensorrt come with the deployment "
                   "work)."),
     ParameterSpec("inference.cpu_threads", 0,
-                  "Torch intra-op CPU threads; 0 keeps torch's default (all cores). On a CPU "
-                  "shared with other nodes, 1 avoids thread contention that can slow fusion "
-                  "several-fold."),
+                  "Torch intra-op CPU threads; 0 keeps torch's default (one per core). Set it to "
+                  "bound the node's CPU use on a computer shared with other nodes."),
     ParameterSpec("sync.slop", 0.05,
                   "Largest stamp difference (seconds) between a thermal and an RGB frame that "
                   "still form a pair."),
