@@ -33,8 +33,13 @@ def _image(array: np.ndarray, encoding: str):  # noqa: ANN202 - sensor_msgs Imag
     from sgdfuse_ros.ros.image_codec import encode_array
 
     fields = encode_array(array, encoding)
-    msg = Image(height=fields.height, width=fields.width, encoding=encoding,
-                is_bigendian=0, step=fields.step)
+    msg = Image(
+        height=fields.height,
+        width=fields.width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=fields.step,
+    )
     msg.data = fields.data
     msg.header.frame_id = "bench"
     return msg
@@ -46,8 +51,12 @@ def weights_missing() -> bool:
     return not Path(DEFAULT_WEIGHTS).is_file()
 
 
-def run_node(args: argparse.Namespace, frames: list[tuple[np.ndarray, np.ndarray]],
-             untrained: bool, out_dir: Path) -> dict:
+def run_node(
+    args: argparse.Namespace,
+    frames: list[tuple[np.ndarray, np.ndarray]],
+    untrained: bool,
+    out_dir: Path,
+) -> dict:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
@@ -61,14 +70,19 @@ def run_node(args: argparse.Namespace, frames: list[tuple[np.ndarray, np.ndarray
     )
 
     domain = random.randint(1, 100)
-    values = launch_args.with_defaults({"device": args.device,
-                                        "steps": str(args.steps or "")})
-    overrides = {**launch_args.parameter_overrides(values), "allow_untrained": untrained,
-                 "inference.cpu_threads": args.cpu_threads}
+    values = launch_args.with_defaults({"device": args.device, "steps": str(args.steps or "")})
+    overrides = {
+        **launch_args.parameter_overrides(values),
+        "allow_untrained": untrained,
+        "inference.cpu_threads": args.cpu_threads,
+    }
     overrides_file = launch_args.write_overrides_file(overrides, out_dir / "bench_overrides.yaml")
     log = out_dir / "bench_fusion_node.log"
-    process = start_fusion_node(launch_args.node_ros_arguments(values, overrides_file),
-                                isolated_ros_environment(domain), log)
+    process = start_fusion_node(
+        launch_args.node_ros_arguments(values, overrides_file),
+        isolated_ros_environment(domain),
+        log,
+    )
     observer = FusionObserver(domain_id=domain, name="bench_observer")
     try:
         node = observer.node
@@ -129,8 +143,13 @@ def run_node(args: argparse.Namespace, frames: list[tuple[np.ndarray, np.ndarray
     }
 
 
-def run_bare(args: argparse.Namespace, frames: list[tuple[np.ndarray, np.ndarray]],
-             untrained: bool, count: int, main_thread_count: int) -> dict:
+def run_bare(
+    args: argparse.Namespace,
+    frames: list[tuple[np.ndarray, np.ndarray]],
+    untrained: bool,
+    count: int,
+    main_thread_count: int,
+) -> dict:
     """The same frames through FusionPipeline in this process, one after another.
 
     The reference runs on a dedicated thread, as the node's inference thread does: on a loaded
@@ -168,10 +187,14 @@ def run_bare(args: argparse.Namespace, frames: list[tuple[np.ndarray, np.ndarray
             measure(main_thread_count, main_wall)
     finally:
         pipeline.close()
-    return {"frames": count, "latency_ms_p50": _percentile(wall, 50),
-            "latency_ms_p95": _percentile(wall, 95), "fps": 1e3 / float(np.mean(wall)),
-            "main_thread_frames": main_thread_count,
-            "main_thread_latency_ms_p50": _percentile(main_wall, 50)}
+    return {
+        "frames": count,
+        "latency_ms_p50": _percentile(wall, 50),
+        "latency_ms_p95": _percentile(wall, 95),
+        "fps": 1e3 / float(np.mean(wall)),
+        "main_thread_frames": main_thread_count,
+        "main_thread_latency_ms_p50": _percentile(main_wall, 50),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,12 +205,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=None, help="diffusion steps K")
-    parser.add_argument("--cpu-threads", type=int, default=0,
-                        help="torch CPU threads in the node and the reference (0 = default)")
-    parser.add_argument("--bare-frames", type=int, default=60,
-                        help="frames for the bare-pipeline reference (dedicated thread)")
-    parser.add_argument("--bare-main-thread-frames", type=int, default=10,
-                        help="frames for the same reference called from the main thread")
+    parser.add_argument(
+        "--cpu-threads",
+        type=int,
+        default=0,
+        help="torch CPU threads in the node and the reference (0 = default)",
+    )
+    parser.add_argument(
+        "--bare-frames",
+        type=int,
+        default=60,
+        help="frames for the bare-pipeline reference (dedicated thread)",
+    )
+    parser.add_argument(
+        "--bare-main-thread-frames",
+        type=int,
+        default=10,
+        help="frames for the same reference called from the main thread",
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_node"))
     args = parser.parse_args(argv)
 
@@ -196,46 +231,68 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     untrained = weights_missing()
     if untrained:
-        print("NOTE: no shipped weights found: node and pipeline run untrained networks "
-              "(allow_untrained); the timing is the same, the output is not a real fusion")
+        print(
+            "NOTE: no shipped weights found: node and pipeline run untrained networks "
+            "(allow_untrained); the timing is the same, the output is not a real fusion"
+        )
     frames = render_sequence(30, height=args.height, width=args.width)
     node = run_node(args, frames, untrained, args.out)
     bare = run_bare(args, frames, untrained, args.bare_frames, args.bare_main_thread_frames)
     overhead = node["latency_ms_p50"] / bare["latency_ms_p50"]
     # the same ratio within the node run (same CPU load): end to end over the fuse call itself
     overhead_same_run = node["latency_ms_p50"] / node["node_fuse_ms_p50"]
-    result = {"config": {k: str(v) for k, v in vars(args).items()}, "node": node, "bare": bare,
-              "node_latency_over_bare_p50": overhead,
-              "node_latency_over_in_node_fuse_p50": overhead_same_run,
-              "node_fps_over_bare_fps": node["output_fps"] / bare["fps"],
-              "load_average": list(os.getloadavg())}
+    result = {
+        "config": {k: str(v) for k, v in vars(args).items()},
+        "node": node,
+        "bare": bare,
+        "node_latency_over_bare_p50": overhead,
+        "node_latency_over_in_node_fuse_p50": overhead_same_run,
+        "node_fps_over_bare_fps": node["output_fps"] / bare["fps"],
+        "load_average": list(os.getloadavg()),
+    }
     (args.out / "bench_node.json").write_text(json.dumps(result, indent=2))
 
-    rss = f"{node['rss_start_mib']:.0f} → {node['rss_end_mib']:.0f}" \
-        if node["rss_start_mib"] and node["rss_end_mib"] else "n/a"
-    print(f"\nfusion_node, {args.width}x{args.height}, {args.device} "
-          f"(torch threads: {args.cpu_threads or 'default'}), "
-          f"{args.rate:g} Hz input for {args.duration:g} s "
-          f"({node['published_pairs']} pairs, achieved {node['input_rate_hz']:.1f} Hz)\n")
+    rss = (
+        f"{node['rss_start_mib']:.0f} → {node['rss_end_mib']:.0f}"
+        if node["rss_start_mib"] and node["rss_end_mib"]
+        else "n/a"
+    )
+    print(
+        f"\nfusion_node, {args.width}x{args.height}, {args.device} "
+        f"(torch threads: {args.cpu_threads or 'default'}), "
+        f"{args.rate:g} Hz input for {args.duration:g} s "
+        f"({node['published_pairs']} pairs, achieved {node['input_rate_hz']:.1f} Hz)\n"
+    )
     print("| metric | value |")
     print("|---|---|")
     print(f"| output fps | {node['output_fps']:.2f} |")
-    print(f"| latency p50 / p95 (published → fused received) | {node['latency_ms_p50']:.0f} / "
-          f"{node['latency_ms_p95']:.0f} ms |")
-    print(f"| fused / dropped (busy) / unmatched | {node['fused']} / {node['dropped_busy']} / "
-          f"{node['unmatched']} |")
+    print(
+        f"| latency p50 / p95 (published → fused received) | {node['latency_ms_p50']:.0f} / "
+        f"{node['latency_ms_p95']:.0f} ms |"
+    )
+    print(
+        f"| fused / dropped (busy) / unmatched | {node['fused']} / {node['dropped_busy']} / "
+        f"{node['unmatched']} |"
+    )
     print(f"| node RSS start → end | {rss} MiB |")
-    print(f"| bare pipeline p50 / p95, fps (dedicated thread) | {bare['latency_ms_p50']:.0f} / "
-          f"{bare['latency_ms_p95']:.0f} ms, {bare['fps']:.2f} fps |")
-    print(f"| bare pipeline p50 from the main thread | "
-          f"{bare['main_thread_latency_ms_p50']:.0f} ms |")
-    print(f"| fuse call inside the node p50 / p95 | {node['node_fuse_ms_p50']:.0f} / "
-          f"{node['node_fuse_ms_p95']:.0f} ms |")
+    print(
+        f"| bare pipeline p50 / p95, fps (dedicated thread) | {bare['latency_ms_p50']:.0f} / "
+        f"{bare['latency_ms_p95']:.0f} ms, {bare['fps']:.2f} fps |"
+    )
+    print(
+        f"| bare pipeline p50 from the main thread | {bare['main_thread_latency_ms_p50']:.0f} ms |"
+    )
+    print(
+        f"| fuse call inside the node p50 / p95 | {node['node_fuse_ms_p50']:.0f} / "
+        f"{node['node_fuse_ms_p95']:.0f} ms |"
+    )
     print(f"| node latency p50 / bare p50 (separate run) | {overhead:.2f}× |")
     print(f"| node latency p50 / fuse call p50 (same run) | {overhead_same_run:.2f}× |")
     print(f"| node fps / bare fps | {result['node_fps_over_bare_fps']:.2f} |")
-    print(f"| load average (1, 5, 15 min) at the end | "
-          f"{', '.join(f'{v:.1f}' for v in result['load_average'])} |")
+    print(
+        f"| load average (1, 5, 15 min) at the end | "
+        f"{', '.join(f'{v:.1f}' for v in result['load_average'])} |"
+    )
     print(f"\nJSON: {args.out / 'bench_node.json'}")
     return 0 if node["fused"] else 1
 

@@ -17,10 +17,12 @@ from sgdfuse_ros.ros import launch_args
 
 
 def _fusion_node(context, *args, **kwargs):
-    values = launch_args.with_defaults({
-        argument.name: LaunchConfiguration(argument.name).perform(context)
-        for argument in launch_args.LAUNCH_ARGUMENTS
-    })
+    values = launch_args.with_defaults(
+        {
+            argument.name: LaunchConfiguration(argument.name).perform(context)
+            for argument in launch_args.LAUNCH_ARGUMENTS
+        }
+    )
     return [
         Node(
             package=launch_args.PACKAGE,
@@ -39,8 +41,9 @@ def _fusion_node(context, *args, **kwargs):
 def generate_launch_description():
     return LaunchDescription(
         [
-            DeclareLaunchArgument(argument.name, default_value=argument.default,
-                                  description=argument.description)
+            DeclareLaunchArgument(
+                argument.name, default_value=argument.default, description=argument.description
+            )
             for argument in launch_args.LAUNCH_ARGUMENTS
         ]
         + [OpaqueFunction(function=_fusion_node)]

@@ -47,16 +47,21 @@ def _storage_plugin(storage: str) -> Any:
 
 def make_header(store: Any, stamp: int, frame_id: str) -> Any:
     types = store.types
-    time = types["builtin_interfaces/msg/Time"](sec=stamp // 1_000_000_000,
-                                                 nanosec=stamp % 1_000_000_000)
+    time = types["builtin_interfaces/msg/Time"](
+        sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000
+    )
     return types["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
 
 
 def make_image(store: Any, fields: image_codec.ImageFields, stamp: int, frame_id: str) -> Any:
     """A rosbags sensor_msgs/Image from encoded fields."""
     return store.types[IMAGE_TYPE](
-        header=make_header(store, stamp, frame_id), height=fields.height, width=fields.width,
-        encoding=fields.encoding, is_bigendian=fields.is_bigendian, step=fields.step,
+        header=make_header(store, stamp, frame_id),
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=fields.is_bigendian,
+        step=fields.step,
         data=np.frombuffer(fields.data, np.uint8),
     )
 
@@ -67,14 +72,19 @@ def make_camera_info(store: Any, width: int, height: int, stamp: int, frame_id: 
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
     types = store.types
     return types[CAMERA_INFO_TYPE](
-        header=make_header(store, stamp, frame_id), height=height, width=width,
-        distortion_model="plumb_bob", d=np.zeros(5, np.float64),
+        header=make_header(store, stamp, frame_id),
+        height=height,
+        width=width,
+        distortion_model="plumb_bob",
+        d=np.zeros(5, np.float64),
         k=np.array([focal, 0, cx, 0, focal, cy, 0, 0, 1], np.float64),
         r=np.eye(3).reshape(-1),
         p=np.array([focal, 0, cx, 0, 0, focal, cy, 0, 0, 0, 1, 0], np.float64),
-        binning_x=0, binning_y=0,
-        roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                      do_rectify=False),
+        binning_x=0,
+        binning_y=0,
+        roi=types["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+        ),
     )
 
 
@@ -114,25 +124,36 @@ def write_image_bag(
         if camera_info:
             for topic in (thermal_topic, rgb_topic):
                 info_topic = topic.rsplit("/", 1)[0] + "/camera_info"
-                info_conns[topic] = writer.add_connection(info_topic, CAMERA_INFO_TYPE,
-                                                          typestore=store)
+                info_conns[topic] = writer.add_connection(
+                    info_topic, CAMERA_INFO_TYPE, typestore=store
+                )
         for frame in frames:
             thermal_stamp = frame.stamp if frame.thermal_stamp is None else frame.thermal_stamp
             entries = (
-                (thermal_topic, thermal_conn, frame.thermal, thermal_encoding, thermal_stamp,
-                 "thermal_optical_frame"),
+                (
+                    thermal_topic,
+                    thermal_conn,
+                    frame.thermal,
+                    thermal_encoding,
+                    thermal_stamp,
+                    "thermal_optical_frame",
+                ),
                 (rgb_topic, rgb_conn, frame.rgb, rgb_encoding, frame.stamp, "rgb_optical_frame"),
             )
             for topic, connection, array, encoding, stamp, frame_id in sorted(
-                    entries, key=lambda entry: entry[4]):
+                entries, key=lambda entry: entry[4]
+            ):
                 if camera_info:
                     info = make_camera_info(store, array.shape[1], array.shape[0], stamp, frame_id)
-                    writer.write(info_conns[topic], stamp,
-                                 store.serialize_cdr(info, CAMERA_INFO_TYPE))
+                    writer.write(
+                        info_conns[topic], stamp, store.serialize_cdr(info, CAMERA_INFO_TYPE)
+                    )
                 fields = _encode_for_bag(array, encoding)
-                writer.write(connection, stamp,
-                             store.serialize_cdr(make_image(store, fields, stamp, frame_id),
-                                                 IMAGE_TYPE))
+                writer.write(
+                    connection,
+                    stamp,
+                    store.serialize_cdr(make_image(store, fields, stamp, frame_id), IMAGE_TYPE),
+                )
             count += 1
     return count
 
@@ -146,9 +167,12 @@ def _encode_for_bag(array: np.ndarray, encoding: str) -> image_codec.ImageFields
     return image_codec.encode_array(array, encoding)
 
 
-def timed_frames(pairs: Iterable[tuple[np.ndarray, np.ndarray]], fps: float = 10.0,
-                 start_ns: int = 1_700_000_000_000_000_000,
-                 thermal_offset_ns: int = 2_000_000) -> list[FramePair]:
+def timed_frames(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    fps: float = 10.0,
+    start_ns: int = 1_700_000_000_000_000_000,
+    thermal_offset_ns: int = 2_000_000,
+) -> list[FramePair]:
     """(IR, VIS) pairs as frames ``1/fps`` apart.
 
     The thermal stamp trails the RGB stamp by ``thermal_offset_ns`` (2 ms), as two free-running
@@ -156,29 +180,49 @@ def timed_frames(pairs: Iterable[tuple[np.ndarray, np.ndarray]], fps: float = 10
     """
     period = int(round(1e9 / fps))
     return [
-        FramePair(thermal=ir, rgb=vis, stamp=start_ns + index * period,
-                  thermal_stamp=start_ns + index * period + thermal_offset_ns)
+        FramePair(
+            thermal=ir,
+            rgb=vis,
+            stamp=start_ns + index * period,
+            thermal_stamp=start_ns + index * period + thermal_offset_ns,
+        )
         for index, (ir, vis) in enumerate(pairs)
     ]
 
 
-def synthetic_frames(num_frames: int, height: int, width: int, fps: float = 10.0,
-                     seed: int = 0) -> list[FramePair]:
+def synthetic_frames(
+    num_frames: int, height: int, width: int, fps: float = 10.0, seed: int = 0
+) -> list[FramePair]:
     """The package's synthetic thermal + RGB scene as timed frames (see ``timed_frames``)."""
     from sgdfuse_ros.synthetic import render_sequence
 
     return timed_frames(render_sequence(num_frames, height=height, width=width, seed=seed), fps)
 
 
-def write_synthetic_bag(path: str | Path, num_frames: int = 30, height: int = 480,
-                        width: int = 640, fps: float = 10.0, seed: int = 0,
-                        thermal_encoding: str = "mono8", storage: str = "sqlite3",
-                        version: int = 8, thermal_topic: str = DEFAULT_THERMAL_TOPIC,
-                        rgb_topic: str = DEFAULT_RGB_TOPIC) -> Path:
+def write_synthetic_bag(
+    path: str | Path,
+    num_frames: int = 30,
+    height: int = 480,
+    width: int = 640,
+    fps: float = 10.0,
+    seed: int = 0,
+    thermal_encoding: str = "mono8",
+    storage: str = "sqlite3",
+    version: int = 8,
+    thermal_topic: str = DEFAULT_THERMAL_TOPIC,
+    rgb_topic: str = DEFAULT_RGB_TOPIC,
+) -> Path:
     """A demo / test bag from the synthetic sequence; returns its path."""
     frames = synthetic_frames(num_frames, height, width, fps, seed)
-    write_image_bag(path, frames, thermal_topic, rgb_topic, thermal_encoding=thermal_encoding,
-                    storage=storage, version=version)
+    write_image_bag(
+        path,
+        frames,
+        thermal_topic,
+        rgb_topic,
+        thermal_encoding=thermal_encoding,
+        storage=storage,
+        version=version,
+    )
     return Path(path)
 
 
@@ -194,14 +238,21 @@ class BagPair:
     log_time: int  # bag timestamp of the later message of the pair
 
 
-def _decode_bag_image(msg: Any, msgtype: str, which: str,
-                      agc: image_codec.AgcSettings) -> np.ndarray:
+def _decode_bag_image(
+    msg: Any, msgtype: str, which: str, agc: image_codec.AgcSettings
+) -> np.ndarray:
     if which == "thermal":
-        decoded = (image_codec.decode_thermal_compressed(msg, agc) if msgtype == COMPRESSED_TYPE
-                   else image_codec.decode_thermal(msg, agc))
+        decoded = (
+            image_codec.decode_thermal_compressed(msg, agc)
+            if msgtype == COMPRESSED_TYPE
+            else image_codec.decode_thermal(msg, agc)
+        )
         return decoded.unit
-    return (image_codec.decode_rgb_compressed(msg) if msgtype == COMPRESSED_TYPE
-            else image_codec.decode_rgb(msg))
+    return (
+        image_codec.decode_rgb_compressed(msg)
+        if msgtype == COMPRESSED_TYPE
+        else image_codec.decode_rgb(msg)
+    )
 
 
 def _find_connection(reader: Any, topic: str) -> Any:
@@ -224,11 +275,16 @@ class PairReadStats:
     bad_input: dict[str, int] = field(default_factory=dict)
 
 
-def iter_bag_pairs(bag: str | Path, thermal_topic: str = DEFAULT_THERMAL_TOPIC,
-                   rgb_topic: str = DEFAULT_RGB_TOPIC, slop: float = 0.05, queue_size: int = 10,
-                   agc: image_codec.AgcSettings | None = None,
-                   stats: PairReadStats | None = None,
-                   progress: Any = None) -> Iterator[BagPair]:
+def iter_bag_pairs(
+    bag: str | Path,
+    thermal_topic: str = DEFAULT_THERMAL_TOPIC,
+    rgb_topic: str = DEFAULT_RGB_TOPIC,
+    slop: float = 0.05,
+    queue_size: int = 10,
+    agc: image_codec.AgcSettings | None = None,
+    stats: PairReadStats | None = None,
+    progress: Any = None,
+) -> Iterator[BagPair]:
     """Yield every approximately synced, decodable thermal + RGB pair of a bag in log order.
 
     Undecodable frames are skipped and counted in ``stats.bad_input`` (key ``topic:reason``).
@@ -268,8 +324,13 @@ def iter_bag_pairs(bag: str | Path, thermal_topic: str = DEFAULT_THERMAL_TOPIC,
                 if len(decoded) < 2:
                     continue
                 stats.pairs += 1
-                yield BagPair(index, decoded["thermal"], decoded["rgb"], rgb_item.msg,
-                              max(thermal_item.log_time, rgb_item.log_time))
+                yield BagPair(
+                    index,
+                    decoded["thermal"],
+                    decoded["rgb"],
+                    rgb_item.msg,
+                    max(thermal_item.log_time, rgb_item.log_time),
+                )
                 index += 1
     stats.unmatched = sync.unmatched()
 
@@ -337,11 +398,13 @@ def fuse_bag(
     fuse_ms: list[float] = []
     bar = tqdm(total=total, unit="msg", desc="fusing bag", disable=not progress)
     try:
-        with Writer(Path(output_bag), version=version,
-                    storage_plugin=_storage_plugin(storage)) as writer:
+        with Writer(
+            Path(output_bag), version=version, storage_plugin=_storage_plugin(storage)
+        ) as writer:
             fused_conn = writer.add_connection(fused_topic, IMAGE_TYPE, typestore=store)
-            for pair in iter_bag_pairs(input_bag, thermal_topic, rgb_topic, slop, queue_size, agc,
-                                       stats, bar):
+            for pair in iter_bag_pairs(
+                input_bag, thermal_topic, rgb_topic, slop, queue_size, agc, stats, bar
+            ):
                 try:
                     registered = registration.apply(pair.thermal, pair.rgb.shape)
                     result = pipeline.fuse(registered, pair.rgb)
@@ -353,9 +416,14 @@ def fuse_bag(
                 header = pair.rgb_msg.header
                 fields = image_codec.encode_rgb(result.fused, output_encoding)
                 fused_msg = store.types[IMAGE_TYPE](
-                    header=header, height=fields.height, width=fields.width,
-                    encoding=fields.encoding, is_bigendian=fields.is_bigendian, step=fields.step,
-                    data=np.frombuffer(fields.data, np.uint8))
+                    header=header,
+                    height=fields.height,
+                    width=fields.width,
+                    encoding=fields.encoding,
+                    is_bigendian=fields.is_bigendian,
+                    step=fields.step,
+                    data=np.frombuffer(fields.data, np.uint8),
+                )
                 writer.write(fused_conn, pair.log_time, store.serialize_cdr(fused_msg, IMAGE_TYPE))
                 stamp = stamp_ns(pair.rgb_msg)
                 if png_path is not None:
@@ -369,11 +437,15 @@ def fuse_bag(
         if video is not None:
             video.release()
     return BagFuseReport(
-        output_bag=Path(output_bag), pairs_fused=len(fuse_ms),
-        thermal_messages=stats.thermal_messages, rgb_messages=stats.rgb_messages,
-        unmatched=stats.unmatched, bad_input=stats.bad_input,
+        output_bag=Path(output_bag),
+        pairs_fused=len(fuse_ms),
+        thermal_messages=stats.thermal_messages,
+        rgb_messages=stats.rgb_messages,
+        unmatched=stats.unmatched,
+        bad_input=stats.bad_input,
         mean_fuse_ms=float(np.mean(fuse_ms)) if fuse_ms else 0.0,
-        png_dir=png_path, mp4_path=Path(mp4_path) if mp4_path else None,
+        png_dir=png_path,
+        mp4_path=Path(mp4_path) if mp4_path else None,
     )
 
 
@@ -384,8 +456,9 @@ def _append_video(video: Any, path: Path, rgb: np.ndarray, fps: float | None) ->
     if video is None:
         fps = fps or 10.0
         path.parent.mkdir(parents=True, exist_ok=True)
-        video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
-                                (rgb.shape[1], rgb.shape[0]))
+        video = cv2.VideoWriter(
+            str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (rgb.shape[1], rgb.shape[0])
+        )
         if not video.isOpened():
             raise OSError(f"OpenCV cannot write MP4 to {path}")
     video.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -424,8 +497,11 @@ def add_bag_command(subparsers: Any) -> None:
     """Register ``sgdfuse bag {fuse,replay,synth}`` on the main CLI's subparsers."""
     from sgdfuse_ros.cli import add_pipeline_arguments
 
-    bag = subparsers.add_parser("bag", help="fuse, replay or create rosbag2 recordings",
-                                description="rosbag2 tools that need no ros2 CLI (sqlite3, mcap)")
+    bag = subparsers.add_parser(
+        "bag",
+        help="fuse, replay or create rosbag2 recordings",
+        description="rosbag2 tools that need no ros2 CLI (sqlite3, mcap)",
+    )
     actions = bag.add_subparsers(dest="bag_command", required=True)
 
     fuse = actions.add_parser("fuse", help="fuse the synced pairs of a bag into a new bag")
@@ -438,14 +514,26 @@ def add_bag_command(subparsers: Any) -> None:
     fuse.add_argument("--slop", type=float, default=0.05, help="sync slop in seconds")
     fuse.add_argument("--queue-size", type=int, default=10)
     fuse.add_argument("--agc", default="percentile", choices=("percentile", "minmax", "fixed"))
-    fuse.add_argument("--agc-percentiles", type=float, nargs=2, default=(1.0, 99.0),
-                      metavar=("LOW", "HIGH"))
-    fuse.add_argument("--agc-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                      help="raw thermal range for --agc fixed")
-    fuse.add_argument("--homography", type=float, nargs=9, default=None, metavar="H",
-                      help="3×3 thermal->RGB matrix, row-major (enables registration)")
-    fuse.add_argument("--encoding", default="rgb8",
-                      choices=image_codec.SUPPORTED_OUTPUT_ENCODINGS)
+    fuse.add_argument(
+        "--agc-percentiles", type=float, nargs=2, default=(1.0, 99.0), metavar=("LOW", "HIGH")
+    )
+    fuse.add_argument(
+        "--agc-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="raw thermal range for --agc fixed",
+    )
+    fuse.add_argument(
+        "--homography",
+        type=float,
+        nargs=9,
+        default=None,
+        metavar="H",
+        help="3×3 thermal->RGB matrix, row-major (enables registration)",
+    )
+    fuse.add_argument("--encoding", default="rgb8", choices=image_codec.SUPPORTED_OUTPUT_ENCODINGS)
     fuse.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"))
     fuse.add_argument("--bag-version", type=int, default=8, choices=(8, 9))
     fuse.add_argument("--png-dir", type=Path, default=None, help="also write PNG frames here")
@@ -461,8 +549,13 @@ def add_bag_command(subparsers: Any) -> None:
     replay.add_argument("--topics", nargs="*", default=None, help="only these topics")
     replay.add_argument("--remap", nargs="*", default=(), metavar="FROM:=TO")
     replay.add_argument("--qos", default="reliable", choices=("reliable", "sensor_data"))
-    replay.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
-                        help="wait up to this long for a subscriber on every image topic")
+    replay.add_argument(
+        "--wait-for-subscribers",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for a subscriber on every image topic",
+    )
     replay.set_defaults(func=_run_replay)
 
     synth = actions.add_parser("synth", help="write a bag from the synthetic thermal+RGB scene")
@@ -481,22 +574,43 @@ def add_bag_command(subparsers: Any) -> None:
 def _run_fuse(args: argparse.Namespace) -> int:
     from sgdfuse_ros.cli import pipeline_from_args
 
-    agc = image_codec.AgcSettings(args.agc, tuple(args.agc_percentiles),
-                                  tuple(args.agc_range) if args.agc_range else None)
-    registration = (Registration.from_parameters("homography", args.homography)
-                    if args.homography else Registration())
+    agc = image_codec.AgcSettings(
+        args.agc, tuple(args.agc_percentiles), tuple(args.agc_range) if args.agc_range else None
+    )
+    registration = (
+        Registration.from_parameters("homography", args.homography)
+        if args.homography
+        else Registration()
+    )
     pipeline = pipeline_from_args(args)
     try:
         mp4_fps = bag_frame_rate(args.input, args.rgb_topic) if args.mp4 else None
-        report = fuse_bag(args.input, args.output, pipeline, args.thermal_topic, args.rgb_topic,
-                          args.fused_topic, args.slop, args.queue_size, agc, registration,
-                          args.encoding, args.storage, args.bag_version, args.png_dir, args.mp4,
-                          mp4_fps, progress=not args.no_progress)
+        report = fuse_bag(
+            args.input,
+            args.output,
+            pipeline,
+            args.thermal_topic,
+            args.rgb_topic,
+            args.fused_topic,
+            args.slop,
+            args.queue_size,
+            agc,
+            registration,
+            args.encoding,
+            args.storage,
+            args.bag_version,
+            args.png_dir,
+            args.mp4,
+            mp4_fps,
+            progress=not args.no_progress,
+        )
     finally:
         pipeline.close()
-    print(f"fused {report.pairs_fused} pairs ({report.thermal_messages} thermal, "
-          f"{report.rgb_messages} RGB messages, {report.unmatched} unmatched) -> "
-          f"{report.output_bag} [{args.fused_topic}], mean fuse {report.mean_fuse_ms:.1f} ms")
+    print(
+        f"fused {report.pairs_fused} pairs ({report.thermal_messages} thermal, "
+        f"{report.rgb_messages} RGB messages, {report.unmatched} unmatched) -> "
+        f"{report.output_bag} [{args.fused_topic}], mean fuse {report.mean_fuse_ms:.1f} ms"
+    )
     if report.bad_input:
         print("skipped bad input: " + ", ".join(f"{k}={v}" for k, v in report.bad_input.items()))
     if report.png_dir:
@@ -515,13 +629,29 @@ def _run_replay(args: argparse.Namespace) -> int:
         if not sep:
             raise SystemExit(f"--remap needs FROM:=TO, got {item!r}")
         remaps[source] = target
-    return replay_bag_cli(args.bag, rate=args.rate, loops=args.loop,
-                          publish_clock=not args.no_clock, topics=args.topics, remaps=remaps,
-                          qos=args.qos, wait_for_subscribers_s=args.wait_for_subscribers)
+    return replay_bag_cli(
+        args.bag,
+        rate=args.rate,
+        loops=args.loop,
+        publish_clock=not args.no_clock,
+        topics=args.topics,
+        remaps=remaps,
+        qos=args.qos,
+        wait_for_subscribers_s=args.wait_for_subscribers,
+    )
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    path = write_synthetic_bag(args.output, args.frames, args.height, args.width, args.fps,
-                               args.seed, args.thermal_encoding, args.storage, args.bag_version)
+    path = write_synthetic_bag(
+        args.output,
+        args.frames,
+        args.height,
+        args.width,
+        args.fps,
+        args.seed,
+        args.thermal_encoding,
+        args.storage,
+        args.bag_version,
+    )
     print(f"wrote {args.frames} synthetic thermal+RGB frame pairs to {path}")
     return 0

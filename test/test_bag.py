@@ -16,12 +16,21 @@ from sgdfuse_ros.ros.registration import Registration, scaling_homography
 H, W = 64, 80
 
 
-def frames(count: int, thermal_shape: tuple[int, int] = (H, W), seed: int = 0,
-           thermal_dtype: type = np.uint8) -> list[bagtools.FramePair]:
+def frames(
+    count: int,
+    thermal_shape: tuple[int, int] = (H, W),
+    seed: int = 0,
+    thermal_dtype: type = np.uint8,
+) -> list[bagtools.FramePair]:
     rng = np.random.default_rng(seed)
     top = 255 if thermal_dtype == np.uint8 else 16000
-    pairs = [(rng.integers(0, top, thermal_shape).astype(thermal_dtype),
-              rng.integers(0, 256, (H, W, 3), dtype=np.uint8)) for _ in range(count)]
+    pairs = [
+        (
+            rng.integers(0, top, thermal_shape).astype(thermal_dtype),
+            rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+        )
+        for _ in range(count)
+    ]
     return bagtools.timed_frames(pairs, fps=10.0)
 
 
@@ -42,8 +51,12 @@ def test_written_bag_reads_back_as_synced_pairs(tmp_path: Path, storage: str) ->
     metadata = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert metadata["version"] == 8 and metadata["storage_identifier"] == storage
     topics = {t["topic_metadata"]["name"] for t in metadata["topics_with_message_count"]}
-    assert {"/thermal/image_raw", "/rgb/image_raw", "/thermal/camera_info",
-            "/rgb/camera_info"} <= topics
+    assert {
+        "/thermal/image_raw",
+        "/rgb/image_raw",
+        "/thermal/camera_info",
+        "/rgb/camera_info",
+    } <= topics
 
     stats = bagtools.PairReadStats()
     pairs = list(bagtools.iter_bag_pairs(path, stats=stats))
@@ -67,8 +80,14 @@ def test_fuse_bag_writes_fused_topic_png_and_mp4(tmp_path: Path, pipeline) -> No
     source = tmp_path / "in"
     written = frames(4)
     bagtools.write_image_bag(source, written)
-    report = bagtools.fuse_bag(source, tmp_path / "out", pipeline, png_dir=tmp_path / "png",
-                               mp4_path=tmp_path / "fused.mp4", progress=False)
+    report = bagtools.fuse_bag(
+        source,
+        tmp_path / "out",
+        pipeline,
+        png_dir=tmp_path / "png",
+        mp4_path=tmp_path / "fused.mp4",
+        progress=False,
+    )
     assert report.pairs_fused == 4 and report.unmatched == 0 and not report.bad_input
     fused = bagtools.read_topic_images(tmp_path / "out", "/fused/image")
     assert [stamp for stamp, _ in fused] == [frame.stamp for frame in written]
@@ -83,10 +102,15 @@ def test_fuse_bag_writes_fused_topic_png_and_mp4(tmp_path: Path, pipeline) -> No
 def test_fuse_bag_registers_a_smaller_thermal_camera(tmp_path: Path, pipeline) -> None:
     source = tmp_path / "in"
     bagtools.write_image_bag(source, frames(2, thermal_shape=(32, 40)))
-    registration = Registration.from_parameters("homography",
-                                                scaling_homography((40, 32), (W, H)))
-    report = bagtools.fuse_bag(source, tmp_path / "out", pipeline, registration=registration,
-                               storage="mcap", progress=False)
+    registration = Registration.from_parameters("homography", scaling_homography((40, 32), (W, H)))
+    report = bagtools.fuse_bag(
+        source,
+        tmp_path / "out",
+        pipeline,
+        registration=registration,
+        storage="mcap",
+        progress=False,
+    )
     assert report.pairs_fused == 2
     without = bagtools.fuse_bag(source, tmp_path / "out2", pipeline, progress=False)
     assert without.pairs_fused == 0 and without.bad_input == {"pair:size_mismatch": 2}
@@ -105,10 +129,12 @@ def test_bad_frames_in_a_bag_are_skipped_and_counted(tmp_path: Path, pipeline) -
             thermal_fields = bagtools.image_codec.encode_array(frame.thermal, "mono8")
             if index == 0:  # first thermal frame claims an encoding nobody can decode
                 thermal_fields = bagtools.image_codec.ImageFields(
-                    H, W, "yuv422", 0, W, thermal_fields.data)
+                    H, W, "yuv422", 0, W, thermal_fields.data
+                )
             for connection, fields, stamp in (
-                    (rgb, bagtools.image_codec.encode_array(frame.rgb, "rgb8"), frame.stamp),
-                    (thermal, thermal_fields, frame.thermal_stamp)):
+                (rgb, bagtools.image_codec.encode_array(frame.rgb, "rgb8"), frame.stamp),
+                (thermal, thermal_fields, frame.thermal_stamp),
+            ):
                 message = bagtools.make_image(store, fields, stamp, "cam")
                 writer.write(connection, stamp, store.serialize_cdr(message, bagtools.IMAGE_TYPE))
     report = bagtools.fuse_bag(path, tmp_path / "out", pipeline, progress=False)
@@ -125,11 +151,41 @@ def test_missing_topic_is_a_clear_error(tmp_path: Path) -> None:
 def test_cli_synth_then_fuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sgdfuse_ros.cli import main
 
-    assert main(["bag", "synth", str(tmp_path / "synth"), "--frames", "3", "--height", str(H),
-                 "--width", str(W), "--thermal-encoding", "mono16"]) == 0
-    assert main(["bag", "fuse", str(tmp_path / "synth"), str(tmp_path / "fused"),
-                 "--allow-untrained", "--no-progress", "--agc", "minmax",
-                 "--png-dir", str(tmp_path / "png")]) == 0
+    assert (
+        main(
+            [
+                "bag",
+                "synth",
+                str(tmp_path / "synth"),
+                "--frames",
+                "3",
+                "--height",
+                str(H),
+                "--width",
+                str(W),
+                "--thermal-encoding",
+                "mono16",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "bag",
+                "fuse",
+                str(tmp_path / "synth"),
+                str(tmp_path / "fused"),
+                "--allow-untrained",
+                "--no-progress",
+                "--agc",
+                "minmax",
+                "--png-dir",
+                str(tmp_path / "png"),
+            ]
+        )
+        == 0
+    )
     output = capsys.readouterr().out
     assert "fused 3 pairs" in output
     fused = bagtools.read_topic_images(tmp_path / "fused", "/fused/image")

@@ -27,8 +27,13 @@ def test_replay_cli_publishes_messages_and_clock(tmp_path: Path) -> None:
     from sgdfuse_ros.bag import timed_frames
 
     rng = np.random.default_rng(0)
-    pairs = [(rng.integers(0, 256, (16, 20), dtype=np.uint8),
-              rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)) for _ in range(4)]
+    pairs = [
+        (
+            rng.integers(0, 256, (16, 20), dtype=np.uint8),
+            rng.integers(0, 256, (16, 20, 3), dtype=np.uint8),
+        )
+        for _ in range(4)
+    ]
     bag = tmp_path / "bag"
     write_image_bag(bag, timed_frames(pairs, fps=20.0))
     expected = [stamp for stamp, _ in read_topic_images(bag, "/rgb/image_raw")]
@@ -53,11 +58,29 @@ def test_replay_cli_publishes_messages_and_clock(tmp_path: Path) -> None:
     node.create_subscription(Clock, "/clock", on_clock, 100)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    command = [sys.executable, "-m", "sgdfuse_ros.cli", "bag", "replay", str(bag), "--loop", "2",
-               "--remap", "/rgb/image_raw:=/renamed/rgb", "--wait-for-subscribers", "60",
-               "--topics", "/rgb/image_raw"]
-    process = subprocess.Popen(command, env=isolated_ros_environment(domain),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "sgdfuse_ros.cli",
+        "bag",
+        "replay",
+        str(bag),
+        "--loop",
+        "2",
+        "--remap",
+        "/rgb/image_raw:=/renamed/rgb",
+        "--wait-for-subscribers",
+        "60",
+        "--topics",
+        "/rgb/image_raw",
+    ]
+    process = subprocess.Popen(
+        command,
+        env=isolated_ros_environment(domain),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90.0
         while process.poll() is None and time.monotonic() < deadline:

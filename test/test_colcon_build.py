@@ -20,10 +20,25 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("colcon is not installed (pip install colcon-common-extensions)")
     work = tmp_path_factory.mktemp("colcon")
     result = subprocess.run(
-        [colcon, "--log-base", str(work / "log"), "build", "--base-paths", str(ROOT),
-         "--build-base", str(work / "build"), "--install-base", str(work / "install"),
-         "--packages-select", "sgdfuse_ros"],
-        cwd=work, capture_output=True, text=True, timeout=600)
+        [
+            colcon,
+            "--log-base",
+            str(work / "log"),
+            "build",
+            "--base-paths",
+            str(ROOT),
+            "--build-base",
+            str(work / "build"),
+            "--install-base",
+            str(work / "install"),
+            "--packages-select",
+            "sgdfuse_ros",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return work / "install" / "sgdfuse_ros"
 
@@ -33,24 +48,41 @@ def test_installed_layout(install: Path) -> None:
     assert (share / "launch" / "fusion.launch.py").is_file()
     assert (share / "config" / "sgdfuse.yaml").is_file()
     assert (share / "package.xml").is_file()
-    assert (install / "share" / "ament_index" / "resource_index" / "packages"
-            / "sgdfuse_ros").is_file()
+    assert (
+        install / "share" / "ament_index" / "resource_index" / "packages" / "sgdfuse_ros"
+    ).is_file()
     node = install / "lib" / "sgdfuse_ros" / "fusion_node"
     assert node.is_file() and os.access(node, os.X_OK)
     entry_points = next((install / "lib").glob("python3*/site-packages/sgdfuse_ros*-info"))
-    assert "fusion_node = sgdfuse_ros.ros.node:main" in (entry_points / "entry_points.txt").read_text()
-    assert (share / "launch" / "fusion.launch.py").read_text() == \
-        (ROOT / "launch" / "fusion.launch.py").read_text()
+    assert (
+        "fusion_node = sgdfuse_ros.ros.node:main" in (entry_points / "entry_points.txt").read_text()
+    )
+    assert (share / "launch" / "fusion.launch.py").read_text() == (
+        ROOT / "launch" / "fusion.launch.py"
+    ).read_text()
 
 
 def test_installed_package_finds_its_config_through_the_ament_index(install: Path) -> None:
     site = next((install / "lib").glob("python3*/site-packages"))
-    env = dict(os.environ, AMENT_PREFIX_PATH=str(install),
-               PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        AMENT_PREFIX_PATH=str(install),
+        PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+    )
     result = subprocess.run(
-        [sys.executable, "-c", "from sgdfuse_ros.ros.launch_args import default_params_file; "
-                               "print(default_params_file())"],
-        env=env, capture_output=True, text=True, timeout=120, cwd=install)
+        [
+            sys.executable,
+            "-c",
+            "from sgdfuse_ros.ros.launch_args import default_params_file; "
+            "print(default_params_file())",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=install,
+    )
     assert result.returncode == 0, result.stderr
-    assert Path(result.stdout.strip()) == install / "share" / "sgdfuse_ros" / "config" / \
-        "sgdfuse.yaml"
+    assert (
+        Path(result.stdout.strip()) == install / "share" / "sgdfuse_ros" / "config" / "sgdfuse.yaml"
+    )

@@ -15,8 +15,14 @@ RNG = np.random.default_rng(7)
 
 
 def as_msg(fields: codec.ImageFields) -> SimpleNamespace:
-    return SimpleNamespace(height=fields.height, width=fields.width, encoding=fields.encoding,
-                           is_bigendian=fields.is_bigendian, step=fields.step, data=fields.data)
+    return SimpleNamespace(
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=fields.is_bigendian,
+        step=fields.step,
+        data=fields.data,
+    )
 
 
 def sample(encoding: str, height: int = 5, width: int = 7) -> np.ndarray:
@@ -46,17 +52,20 @@ def test_big_endian_bytes_are_really_swapped() -> None:
     value = np.array([[0x0102]], np.uint16)
     fields = codec.encode_array(value, "mono16", is_bigendian=True)
     assert fields.data == b"\x01\x02" and fields.is_bigendian == 1
-    msg = SimpleNamespace(height=1, width=1, encoding="mono16", is_bigendian=0, step=2,
-                          data=b"\x01\x02")
+    msg = SimpleNamespace(
+        height=1, width=1, encoding="mono16", is_bigendian=0, step=2, data=b"\x01\x02"
+    )
     assert codec.image_to_array(msg)[0, 0] == 0x0201  # little-endian reading of the same bytes
 
 
 def test_rgb_channel_orders() -> None:
     rgb = sample("rgb8")
-    for encoding, array in (("rgb8", rgb), ("bgr8", rgb[..., ::-1]),
-                            ("rgba8", np.dstack([rgb, np.full(rgb.shape[:2], 9, np.uint8)])),
-                            ("bgra8", np.dstack([rgb[..., ::-1],
-                                                 np.full(rgb.shape[:2], 9, np.uint8)]))):
+    for encoding, array in (
+        ("rgb8", rgb),
+        ("bgr8", rgb[..., ::-1]),
+        ("rgba8", np.dstack([rgb, np.full(rgb.shape[:2], 9, np.uint8)])),
+        ("bgra8", np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 9, np.uint8)])),
+    ):
         msg = as_msg(codec.encode_array(np.ascontiguousarray(array), encoding))
         np.testing.assert_array_equal(codec.decode_rgb(msg), rgb)
 
@@ -71,8 +80,9 @@ def test_mono_visible_is_replicated_and_16bit_scaled() -> None:
 
 def test_thermal_8bit_scales_and_16bit_uses_agc() -> None:
     mono8 = np.array([[0, 255], [51, 102]], np.uint8)
-    unit = codec.decode_thermal(as_msg(codec.encode_array(mono8, "mono8")),
-                                codec.AgcSettings()).unit
+    unit = codec.decode_thermal(
+        as_msg(codec.encode_array(mono8, "mono8")), codec.AgcSettings()
+    ).unit
     np.testing.assert_allclose(unit, mono8 / 255.0, atol=1e-6)
 
     raw = np.linspace(7000, 9000, 100, dtype=np.float64).astype(np.uint16).reshape(10, 10)
@@ -87,15 +97,16 @@ def test_thermal_8bit_scales_and_16bit_uses_agc() -> None:
 
 def test_thermal_float_image_goes_through_agc() -> None:
     celsius = np.array([[20.0, 30.0], [25.0, 40.0]], np.float32)
-    unit = codec.decode_thermal(as_msg(codec.encode_array(celsius, "32FC1")),
-                                codec.AgcSettings("fixed", fixed_range=(20.0, 40.0))).unit
+    unit = codec.decode_thermal(
+        as_msg(codec.encode_array(celsius, "32FC1")),
+        codec.AgcSettings("fixed", fixed_range=(20.0, 40.0)),
+    ).unit
     np.testing.assert_allclose(unit, [[0.0, 0.5], [0.25, 1.0]], atol=1e-6)
 
 
 def test_palette_thermal_warns_and_uses_luminance() -> None:
     palette = sample("rgb8")
-    decoded = codec.decode_thermal(as_msg(codec.encode_array(palette, "rgb8")),
-                                   codec.AgcSettings())
+    decoded = codec.decode_thermal(as_msg(codec.encode_array(palette, "rgb8")), codec.AgcSettings())
     assert decoded.unit.shape == palette.shape[:2]
     assert decoded.warnings and "palette" in decoded.warnings[0]
     expected = cv2.cvtColor(palette, cv2.COLOR_RGB2GRAY) / 255.0
@@ -143,8 +154,13 @@ def test_rclpy_message_data_decodes() -> None:
     image_msg = pytest.importorskip("sensor_msgs.msg").Image
     rgb = sample("rgb8", 6, 9)
     fields = codec.encode_rgb(rgb, "bgr8")
-    msg = image_msg(height=fields.height, width=fields.width, encoding=fields.encoding,
-                    is_bigendian=fields.is_bigendian, step=fields.step)
+    msg = image_msg(
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=fields.is_bigendian,
+        step=fields.step,
+    )
     msg.data = fields.data  # rclpy stores uint8[] as array.array
     np.testing.assert_array_equal(codec.decode_rgb(msg), rgb)
 
@@ -171,14 +187,16 @@ def test_compressed_png16_thermal_and_jpeg_rgb() -> None:
     assert ok
     thermal = codec.decode_thermal_compressed(
         SimpleNamespace(format="mono16; png compressed", data=png.tobytes()),
-        codec.AgcSettings("minmax"))
+        codec.AgcSettings("minmax"),
+    )
     np.testing.assert_allclose(thermal.unit, (raw - 1000.0) / 4000.0, atol=1e-4)
 
     rgb = np.zeros((32, 32, 3), np.uint8)
     rgb[..., 0] = 220  # strongly red
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    decoded = codec.decode_rgb_compressed(SimpleNamespace(format="rgb8; jpeg compressed bgr8",
-                                                          data=jpeg.tobytes()))
+    decoded = codec.decode_rgb_compressed(
+        SimpleNamespace(format="rgb8; jpeg compressed bgr8", data=jpeg.tobytes())
+    )
     assert decoded.shape == rgb.shape
     assert decoded[..., 0].mean() > 200 and decoded[..., 2].mean() < 30
 
@@ -202,8 +220,9 @@ def test_matches_cv_bridge_where_it_imports() -> None:
     try:
         from cv_bridge import CvBridge
     except Exception as error:  # noqa: BLE001 - cv_bridge is absent or broken under NumPy 2
-        pytest.skip(f"cv_bridge not importable here ({type(error).__name__}); the PyPI ROS "
-                    "wheels have none")
+        pytest.skip(
+            f"cv_bridge not importable here ({type(error).__name__}); the PyPI ROS wheels have none"
+        )
     image_msg = pytest.importorskip("sensor_msgs.msg").Image
     bridge = CvBridge()
     for encoding in ("mono8", "mono16", "bgr8", "rgb8", "32FC1"):

@@ -32,8 +32,10 @@ def test_generate_launch_description_where_launch_ros_imports() -> None:
 
         from launch import LaunchDescription  # noqa: F401
     except ImportError:
-        pytest.skip("launch / launch_ros not installed (no PyPI wheels); the next test runs "
-                    "fusion_node with the launch file's command line instead")
+        pytest.skip(
+            "launch / launch_ros not installed (no PyPI wheels); the next test runs "
+            "fusion_node with the launch file's command line instead"
+        )
     spec = importlib.util.spec_from_file_location("fusion_launch", LAUNCH_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -55,13 +57,21 @@ def test_fusion_node_runs_with_the_launch_command_line(tmp_path: Path) -> None:
     params["/**"]["ros__parameters"]["allow_untrained"] = True
     params_path = tmp_path / "robot.yaml"
     params_path.write_text(yaml.safe_dump(params))
-    values = launch_args.with_defaults({
-        "params_file": str(params_path), "namespace": "robot1", "thermal_topic": "/cams/ir/image",
-        "rgb_topic": "/cams/rgb/image", "use_sim_time": "false", "device": "cpu", "steps": "1",
-        "log_level": "debug",
-    })
-    overrides_file = launch_args.write_overrides_file(launch_args.parameter_overrides(values),
-                                                      tmp_path / "launch_overrides.yaml")
+    values = launch_args.with_defaults(
+        {
+            "params_file": str(params_path),
+            "namespace": "robot1",
+            "thermal_topic": "/cams/ir/image",
+            "rgb_topic": "/cams/rgb/image",
+            "use_sim_time": "false",
+            "device": "cpu",
+            "steps": "1",
+            "log_level": "debug",
+        }
+    )
+    overrides_file = launch_args.write_overrides_file(
+        launch_args.parameter_overrides(values), tmp_path / "launch_overrides.yaml"
+    )
     arguments = launch_args.node_ros_arguments(values, overrides_file)
     domain = random.randint(1, 100)
     log = tmp_path / "fusion_node.log"
@@ -78,11 +88,13 @@ def test_fusion_node_runs_with_the_launch_command_line(tmp_path: Path) -> None:
         assert ("sgdfuse_fusion", "/robot1") in node.get_node_names_and_namespaces()
         rng = np.random.default_rng(0)
         for source, encoding, pub in (
-                (rng.integers(0, 256, (H, W), dtype=np.uint8), "mono8", thermal_pub),
-                (rng.integers(0, 256, (H, W, 3), dtype=np.uint8), "rgb8", rgb_pub)):
+            (rng.integers(0, 256, (H, W), dtype=np.uint8), "mono8", thermal_pub),
+            (rng.integers(0, 256, (H, W, 3), dtype=np.uint8), "rgb8", rgb_pub),
+        ):
             fields = encode_array(source, encoding)
-            msg = Image(height=fields.height, width=fields.width, encoding=encoding,
-                        step=fields.step)
+            msg = Image(
+                height=fields.height, width=fields.width, encoding=encoding, step=fields.step
+            )
             msg.data = fields.data
             msg.header.stamp.sec = 42
             pub.publish(msg)

@@ -33,8 +33,13 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 def image(array: np.ndarray, encoding: str, stamp_s: int) -> Image:
     fields = encode_array(array, encoding)
-    msg = Image(height=fields.height, width=fields.width, encoding=fields.encoding,
-                is_bigendian=fields.is_bigendian, step=fields.step)
+    msg = Image(
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=fields.is_bigendian,
+        step=fields.step,
+    )
     msg.data = fields.data
     msg.header.stamp.sec = stamp_s
     msg.header.frame_id = "rgb_optical"
@@ -47,13 +52,21 @@ class BadInputRig:
     def __init__(self, tmp: Path) -> None:
         self.domain = random.randint(1, 100)
         values = launch_args.with_defaults()
-        overrides = {**launch_args.parameter_overrides(values), "allow_untrained": True,
-                     "input_qos": "reliable", "watchdog.timeout": 1.5,
-                     "log_throttle_period": 600.0, "diagnostics.period": 0.3}
+        overrides = {
+            **launch_args.parameter_overrides(values),
+            "allow_untrained": True,
+            "input_qos": "reliable",
+            "watchdog.timeout": 1.5,
+            "log_throttle_period": 600.0,
+            "diagnostics.period": 0.3,
+        }
         overrides_file = launch_args.write_overrides_file(overrides, tmp / "overrides.yaml")
         self.log = tmp / "fusion_node.log"
-        self.process = start_fusion_node(launch_args.node_ros_arguments(values, overrides_file),
-                                         isolated_ros_environment(self.domain), self.log)
+        self.process = start_fusion_node(
+            launch_args.node_ros_arguments(values, overrides_file),
+            isolated_ros_environment(self.domain),
+            self.log,
+        )
         self.observer = FusionObserver(domain_id=self.domain)
         node = self.observer.node
         self.thermal = node.create_publisher(Image, "/thermal/image_raw", RELIABLE)
@@ -75,8 +88,10 @@ class BadInputRig:
 
     def good_pair(self) -> tuple[Image, Image]:
         stamp = self.next_stamp()
-        return (image(self.rng.integers(0, 256, (H, W), dtype=np.uint8), "mono8", stamp),
-                image(self.rng.integers(0, 256, (H, W, 3), dtype=np.uint8), "rgb8", stamp))
+        return (
+            image(self.rng.integers(0, 256, (H, W), dtype=np.uint8), "mono8", stamp),
+            image(self.rng.integers(0, 256, (H, W, 3), dtype=np.uint8), "rgb8", stamp),
+        )
 
     def send(self, thermal: Image | None, rgb: Image | None) -> None:
         if thermal is not None:
@@ -90,8 +105,9 @@ class BadInputRig:
         self.send(thermal, rgb)
         stamp_ns = rgb.header.stamp.sec * 1_000_000_000
         observer = self.observer
-        assert observer.wait_for(lambda: any(item.stamp == stamp_ns for item in observer.fused),
-                                 WAIT), self.log_text()
+        assert observer.wait_for(
+            lambda: any(item.stamp == stamp_ns for item in observer.fused), WAIT
+        ), self.log_text()
         assert self.process.poll() is None
 
     def wait_counter(self, key: str, at_least: int = 1) -> int:
@@ -153,8 +169,10 @@ def test_zero_size_image(rig: BadInputRig) -> None:
 
 def test_mismatched_sizes_without_registration(rig: BadInputRig) -> None:
     stamp = rig.next_stamp()
-    rig.send(image(np.zeros((32, 40), np.uint8), "mono8", stamp),
-             image(np.zeros((H, W, 3), np.uint8), "rgb8", stamp))
+    rig.send(
+        image(np.zeros((32, 40), np.uint8), "mono8", stamp),
+        image(np.zeros((H, W, 3), np.uint8), "rgb8", stamp),
+    )
     rig.wait_counter("bad_input.pair:size_mismatch")
     rig.wait_log(r"skipping pair input \(size_mismatch\).*registration")
     rig.assert_recovers()
@@ -182,7 +200,8 @@ def test_one_topic_silent(rig: BadInputRig) -> None:
 
 def test_best_effort_publisher_meets_reliable_subscription(rig: BadInputRig) -> None:
     best_effort = rig.observer.node.create_publisher(
-        Image, "/thermal/image_raw", QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+        Image, "/thermal/image_raw", QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    )
     try:
         thermal, _ = rig.good_pair()
         best_effort.publish(thermal)

@@ -35,12 +35,18 @@ class NodeUnderTest:
         self.domain = random.randint(1, 100)
         self.bag = write_synthetic_bag(tmp / "bag", FRAMES, H, W, fps=10.0)
         values = launch_args.with_defaults({"use_sim_time": "true"})
-        overrides = {**launch_args.parameter_overrides(values), "allow_untrained": True,
-                     "diagnostics.period": 0.3}
+        overrides = {
+            **launch_args.parameter_overrides(values),
+            "allow_untrained": True,
+            "diagnostics.period": 0.3,
+        }
         overrides_file = launch_args.write_overrides_file(overrides, tmp / "overrides.yaml")
         self.log = tmp / "fusion_node.log"
-        self.process = start_fusion_node(launch_args.node_ros_arguments(values, overrides_file),
-                                         isolated_ros_environment(self.domain), self.log)
+        self.process = start_fusion_node(
+            launch_args.node_ros_arguments(values, overrides_file),
+            isolated_ros_environment(self.domain),
+            self.log,
+        )
         self.observer = FusionObserver(domain_id=self.domain)
         self.replayer = BagReplayer(self.observer.node, self.bag)
         if not self.replayer.wait_for_subscribers(timeout=120.0):
@@ -55,8 +61,9 @@ class NodeUnderTest:
         def one_in_flight(topic: str, stamp: int | None) -> None:
             if topic == DEFAULT_RGB_TOPIC and stamp is not None:
                 if published:
-                    observer.wait_for(lambda: observer.fused_count() - baseline >= len(published),
-                                      WAIT)
+                    observer.wait_for(
+                        lambda: observer.fused_count() - baseline >= len(published), WAIT
+                    )
                 published.append(stamp)
 
         self.replayer.play(loops=loops, stop=threading.Event(), before_publish=one_in_flight)
@@ -102,5 +109,6 @@ def test_looped_bag_keeps_fusing(node: NodeUnderTest) -> None:
     assert fused == published  # the second loop's stamps restart: clock jumped back
     observer = node.observer
     assert observer.wait_for(lambda: observer.counter("clock_jumps_back") >= 1, WAIT), (
-        observer.diagnostics)
+        observer.diagnostics
+    )
     assert node.process.poll() is None

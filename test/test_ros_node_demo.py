@@ -14,8 +14,9 @@ def test_run_node_demo_small(tmp_path: Path) -> None:
     from sgdfuse_ros.ros.demo_node import run_node_demo
 
     lines: list[str] = []
-    results = run_node_demo(tmp_path, num_frames=3, height=64, width=80, allow_untrained=True,
-                            log=lines.append)
+    results = run_node_demo(
+        tmp_path, num_frames=3, height=64, width=80, allow_untrained=True, log=lines.append
+    )
     assert results["frames_published"] == 3 and results["frames_fused"] == 3
     assert results["node_exit_code"] == 0
     assert results["latency_ms_p50"] is not None and results["latency_ms_p50"] > 0

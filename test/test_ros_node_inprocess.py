@@ -84,7 +84,8 @@ class Harness:
     def transition(self, transition_id: int) -> bool:
         assert self.change_client.wait_for_service(timeout_sec=WAIT)
         future = self.change_client.call_async(
-            ChangeState.Request(transition=Transition(id=transition_id)))
+            ChangeState.Request(transition=Transition(id=transition_id))
+        )
         assert wait_until(future.done, 120.0)
         return bool(future.result().success)
 
@@ -103,8 +104,13 @@ class Harness:
 
 def image_msg(array: np.ndarray, encoding: str, stamp_s: int, frame_id: str = "cam") -> Image:
     fields = encode_array(array, encoding)
-    msg = Image(height=fields.height, width=fields.width, encoding=fields.encoding,
-                is_bigendian=fields.is_bigendian, step=fields.step)
+    msg = Image(
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=fields.is_bigendian,
+        step=fields.step,
+    )
     msg.data = fields.data
     msg.header.stamp.sec = stamp_s
     msg.header.frame_id = frame_id
@@ -113,14 +119,17 @@ def image_msg(array: np.ndarray, encoding: str, stamp_s: int, frame_id: str = "c
 
 def scene(seed: int, shape: tuple[int, int] = (H, W)) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, shape, dtype=np.uint8),
-            rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+    return (
+        rng.integers(0, 256, shape, dtype=np.uint8),
+        rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+    )
 
 
 @pytest.fixture
 def lifecycle_harness() -> Iterator[Harness]:
-    harness = Harness("fusion_lifecycle", {"autostart": False, "allow_untrained": True,
-                                           "diagnostics.period": 0.5})
+    harness = Harness(
+        "fusion_lifecycle", {"autostart": False, "allow_untrained": True, "diagnostics.period": 0.5}
+    )
     yield harness
     harness.close()
 
@@ -148,8 +157,11 @@ def test_lifecycle_over_services(lifecycle_harness: Harness) -> None:
     for cycle in range(2):  # the second activate reloads the models freed on deactivate
         assert h.transition(Transition.TRANSITION_ACTIVATE)
         assert h.state() == State.PRIMARY_STATE_ACTIVE and h.fusion.pipeline is not None
-        assert wait_until(lambda: thermal_pub.get_subscription_count() > 0
-                          and rgb_pub.get_subscription_count() > 0)
+        assert wait_until(
+            lambda: (
+                thermal_pub.get_subscription_count() > 0 and rgb_pub.get_subscription_count() > 0
+            )
+        )
         fuse_one(10 + cycle)
         assert h.transition(Transition.TRANSITION_DEACTIVATE)
         assert h.state() == State.PRIMARY_STATE_INACTIVE
@@ -161,8 +173,9 @@ def test_lifecycle_over_services(lifecycle_harness: Harness) -> None:
 
 
 def test_invalid_parameter_fails_configure() -> None:
-    harness = Harness("fusion_bad_params", {"autostart": False, "allow_untrained": True,
-                                            "input_qos": "fastest"})
+    harness = Harness(
+        "fusion_bad_params", {"autostart": False, "allow_untrained": True, "input_qos": "fastest"}
+    )
     try:
         assert not harness.transition(Transition.TRANSITION_CONFIGURE)
         assert harness.state() == State.PRIMARY_STATE_UNCONFIGURED
@@ -172,14 +185,21 @@ def test_invalid_parameter_fails_configure() -> None:
 
 def test_compressed_registered_debug_and_camera_info() -> None:
     small = (32, 40)  # thermal camera at half the RGB resolution
-    harness = Harness("fusion_features", {
-        "autostart": False, "allow_untrained": True,
-        "thermal.transport": "compressed", "rgb.transport": "compressed",
-        "registration.mode": "homography",
-        "registration.homography": scaling_homography((small[1], small[0]), (W, H)),
-        "debug.publish_priors": True, "debug.publish_stage1": True,
-        "output.encoding": "bgr8", "thermal.agc.mode": "minmax",
-    })
+    harness = Harness(
+        "fusion_features",
+        {
+            "autostart": False,
+            "allow_untrained": True,
+            "thermal.transport": "compressed",
+            "rgb.transport": "compressed",
+            "registration.mode": "homography",
+            "registration.homography": scaling_homography((small[1], small[0]), (W, H)),
+            "debug.publish_priors": True,
+            "debug.publish_stage1": True,
+            "output.encoding": "bgr8",
+            "thermal.agc.mode": "minmax",
+        },
+    )
     h = harness
     try:
         assert h.fusion.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -187,13 +207,18 @@ def test_compressed_registered_debug_and_camera_info() -> None:
         for topic in ("fused/image", "fused/priors", "fused/stage1"):
             h.listen(topic)
         h.listen("fused/camera_info", CameraInfo)
-        thermal_pub = h.helper.create_publisher(CompressedImage, "thermal/image_raw/compressed",
-                                                qos_profile_sensor_data)
+        thermal_pub = h.helper.create_publisher(
+            CompressedImage, "thermal/image_raw/compressed", qos_profile_sensor_data
+        )
         rgb_pub = h.helper.create_publisher(CompressedImage, "rgb/image_raw/compressed", 10)
         info_pub = h.helper.create_publisher(CameraInfo, "rgb/camera_info", 10)
-        assert wait_until(lambda: thermal_pub.get_subscription_count() > 0
-                          and rgb_pub.get_subscription_count() > 0
-                          and info_pub.get_subscription_count() > 0)
+        assert wait_until(
+            lambda: (
+                thermal_pub.get_subscription_count() > 0
+                and rgb_pub.get_subscription_count() > 0
+                and info_pub.get_subscription_count() > 0
+            )
+        )
         info = CameraInfo(width=W, height=H, distortion_model="plumb_bob")
         info.header.frame_id = "rgb_optical"
         rng = np.random.default_rng(3)
@@ -204,8 +229,10 @@ def test_compressed_registered_debug_and_camera_info() -> None:
         for stamp in (20, 21):
             info_pub.publish(info)
             wait_until(lambda: h.fusion._rgb_info is not None, 10.0)
-            for pub, data, fmt in ((thermal_pub, png, "mono16; png compressed"),
-                                   (rgb_pub, jpeg, "rgb8; jpeg compressed bgr8")):
+            for pub, data, fmt in (
+                (thermal_pub, png, "mono16; png compressed"),
+                (rgb_pub, jpeg, "rgb8; jpeg compressed bgr8"),
+            ):
                 msg = CompressedImage(format=fmt)
                 msg.data = data
                 msg.header.stamp.sec = stamp
@@ -213,8 +240,13 @@ def test_compressed_registered_debug_and_camera_info() -> None:
                 pub.publish(msg)
             expected = stamp - 19
             assert wait_until(lambda expected=expected: h.count("fused/image") >= expected)
-        assert wait_until(lambda: h.count("fused/priors") >= 1 and h.count("fused/stage1") >= 1
-                          and h.count("fused/camera_info") >= 1)
+        assert wait_until(
+            lambda: (
+                h.count("fused/priors") >= 1
+                and h.count("fused/stage1") >= 1
+                and h.count("fused/camera_info") >= 1
+            )
+        )
         fused = h.received["fused/image"][-1]
         assert (fused.width, fused.height, fused.encoding) == (W, H, "bgr8")
         assert fused.header.frame_id == "rgb_optical"
@@ -229,22 +261,30 @@ def test_compressed_registered_debug_and_camera_info() -> None:
 
 
 def test_auto_qos_matches_the_publishers() -> None:
-    harness = Harness("fusion_auto_qos", {"autostart": False, "allow_untrained": True,
-                                          "input_qos": "auto"})
+    harness = Harness(
+        "fusion_auto_qos", {"autostart": False, "allow_untrained": True, "input_qos": "auto"}
+    )
     h = harness
     try:
         reliable = h.helper.create_publisher(Image, "thermal/image_raw", 10)
         best_effort = h.helper.create_publisher(Image, "rgb/image_raw", qos_profile_sensor_data)
-        assert wait_until(lambda: h.fusion.count_publishers("/thermal/image_raw") == 1
-                          and h.fusion.count_publishers("/rgb/image_raw") == 1)
+        assert wait_until(
+            lambda: (
+                h.fusion.count_publishers("/thermal/image_raw") == 1
+                and h.fusion.count_publishers("/rgb/image_raw") == 1
+            )
+        )
         assert h.fusion.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert h.fusion.trigger_activate() == TransitionCallbackReturn.SUCCESS
         descriptions = dict(h.fusion.diagnostic_values())
         assert descriptions["qos_thermal"] == "auto->reliable"
         assert descriptions["qos_rgb"].startswith("auto->sensor_data")
         h.listen("fused/image")
-        assert wait_until(lambda: reliable.get_subscription_count() > 0
-                          and best_effort.get_subscription_count() > 0)
+        assert wait_until(
+            lambda: (
+                reliable.get_subscription_count() > 0 and best_effort.get_subscription_count() > 0
+            )
+        )
         ir, rgb = scene(5)
         reliable.publish(image_msg(ir, "mono8", 30))
         best_effort.publish(image_msg(rgb, "rgb8", 30))

@@ -176,9 +176,16 @@ def test_per_topic_qos_override() -> None:
 
 # ------------------------------------------------------------------------------ launch args
 def test_launch_arguments_become_the_node_command_line(tmp_path: Path) -> None:
-    values = launch_args.with_defaults({"namespace": "robot", "thermal_topic": "/ir/image",
-                                        "device": "cpu", "steps": "1", "use_sim_time": "true",
-                                        "log_level": "debug"})
+    values = launch_args.with_defaults(
+        {
+            "namespace": "robot",
+            "thermal_topic": "/ir/image",
+            "device": "cpu",
+            "steps": "1",
+            "use_sim_time": "true",
+            "log_level": "debug",
+        }
+    )
     overrides = launch_args.parameter_overrides(values)
     assert overrides == {"use_sim_time": True, "device": "cpu", "steps": 1}
     overrides_file = launch_args.write_overrides_file(overrides, tmp_path / "o.yaml")

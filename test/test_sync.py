@@ -16,10 +16,14 @@ from sgdfuse_ros.ros.sync import (
 
 BACKENDS = [
     pytest.param(ApproximateTimePairSync, id="sgdfuse_ros"),
-    pytest.param(MessageFiltersPairSync, id="message_filters",
-                 marks=pytest.mark.skipif(not message_filters_available(),
-                                          reason="message_filters not importable (PyPI ROS "
-                                                 "wheels have none)")),
+    pytest.param(
+        MessageFiltersPairSync,
+        id="message_filters",
+        marks=pytest.mark.skipif(
+            not message_filters_available(),
+            reason="message_filters not importable (PyPI ROS wheels have none)",
+        ),
+    ),
 ]
 MS = 1_000_000
 

@@ -39,9 +39,14 @@ class FusedArrival:
 class FusionObserver:
     """Owns an rclpy context on ``domain_id`` with a node subscribed to the fusion outputs."""
 
-    def __init__(self, domain_id: int | None = None, name: str = "sgdfuse_observer",
-                 fused_topic: str = "/fused/image", keep_images: bool = False,
-                 diagnostics_name: str | None = None) -> None:
+    def __init__(
+        self,
+        domain_id: int | None = None,
+        name: str = "sgdfuse_observer",
+        fused_topic: str = "/fused/image",
+        keep_images: bool = False,
+        diagnostics_name: str | None = None,
+    ) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node(name, context=self.context)
@@ -53,8 +58,9 @@ class FusionObserver:
         self.diagnostics_message = ""
         self.diagnostics_count = 0
         self._condition = threading.Condition()
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
-                         reliability=ReliabilityPolicy.RELIABLE)
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE
+        )
         self.node.create_subscription(Image, fused_topic, self._on_fused, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self._executor = SingleThreadedExecutor(context=self.context)
@@ -70,10 +76,15 @@ class FusionObserver:
             pass
 
     def _on_fused(self, msg: Image) -> None:
-        arrival = FusedArrival(stamp=stamp_ns(msg), received=time.time(),
-                               frame_id=msg.header.frame_id, encoding=msg.encoding,
-                               width=msg.width, height=msg.height,
-                               image=image_to_array(msg) if self.keep_images else None)
+        arrival = FusedArrival(
+            stamp=stamp_ns(msg),
+            received=time.time(),
+            frame_id=msg.header.frame_id,
+            encoding=msg.encoding,
+            width=msg.width,
+            height=msg.height,
+            image=image_to_array(msg) if self.keep_images else None,
+        )
         with self._condition:
             self.fused.append(arrival)
             self._condition.notify_all()

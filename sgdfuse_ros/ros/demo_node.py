@@ -86,13 +86,23 @@ def run_node_demo(
     domain = domain_id if domain_id is not None else random.randint(1, 100)
     env = isolated_ros_environment(domain)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    values = launch_args.with_defaults({
-        "params_file": str(params_file or ""), "use_sim_time": "true", "device": device,
-        "steps": str(steps or ""),
-    })
+    values = launch_args.with_defaults(
+        {
+            "params_file": str(params_file or ""),
+            "use_sim_time": "true",
+            "device": device,
+            "steps": str(steps or ""),
+        }
+    )
     overrides = launch_args.parameter_overrides(values)
-    overrides.update({"inference.backend": backend, "prior.backend": prior_backend, "prior.sam_model_type": sam_model_type,
-                      "allow_untrained": bool(allow_untrained)})
+    overrides.update(
+        {
+            "inference.backend": backend,
+            "prior.backend": prior_backend,
+            "prior.sam_model_type": sam_model_type,
+            "allow_untrained": bool(allow_untrained),
+        }
+    )
     if weights:
         overrides["weights"] = str(weights)
     if sam_checkpoint:
@@ -105,18 +115,25 @@ def run_node_demo(
 
     observer = FusionObserver(domain_id=domain, name="sgdfuse_demo_observer", keep_images=True)
     replay_node = observer.node
-    results: dict[str, Any] = {"bag": str(bag_path), "frames_dir": str(frames_dir),
-                               "node_log": str(node_log), "domain_id": domain}
+    results: dict[str, Any] = {
+        "bag": str(bag_path),
+        "frames_dir": str(frames_dir),
+        "node_log": str(node_log),
+        "domain_id": domain,
+    }
     try:
         replayer = BagReplayer(replay_node, bag_path, rate=1.0, publish_clock=True)
         started = time.monotonic()
         while not replayer.wait_for_subscribers(timeout=1.0):
             if process.poll() is not None:
-                raise RuntimeError(f"fusion_node exited with code {process.returncode}; "
-                                   f"see {node_log}:\n{_tail(node_log)}")
+                raise RuntimeError(
+                    f"fusion_node exited with code {process.returncode}; "
+                    f"see {node_log}:\n{_tail(node_log)}"
+                )
             if time.monotonic() - started > startup_timeout:
-                raise TimeoutError(f"fusion_node did not subscribe within {startup_timeout} s; "
-                                   f"see {node_log}")
+                raise TimeoutError(
+                    f"fusion_node did not subscribe within {startup_timeout} s; see {node_log}"
+                )
         log(f"node ready after {time.monotonic() - started:.1f} s; replaying the bag")
 
         published_rgb = 0
@@ -126,50 +143,62 @@ def run_node_demo(
             if topic != DEFAULT_RGB_TOPIC or stamp is None:
                 return
             if lockstep and published_rgb:
-                observer.wait_for(lambda: observer.fused_count() >= published_rgb,
-                                  frame_timeout)
+                observer.wait_for(lambda: observer.fused_count() >= published_rgb, frame_timeout)
             published_rgb += 1
 
         replay_started = time.time()
-        report = replayer.play(loops=1, stop=threading.Event(),
-                               before_publish=one_pair_in_flight)
-        observer.wait_for(lambda: observer.fused_count() >= published_rgb,
-                          frame_timeout if lockstep else 10.0)
+        report = replayer.play(loops=1, stop=threading.Event(), before_publish=one_pair_in_flight)
+        observer.wait_for(
+            lambda: observer.fused_count() >= published_rgb, frame_timeout if lockstep else 10.0
+        )
         observer.wait_for(lambda: observer.diagnostics_count > 0, 5.0)
         fused = list(observer.fused)
         publish_times = dict(report.published.get(DEFAULT_RGB_TOPIC, []))
-        latencies = [(item.received - publish_times[item.stamp]) * 1e3
-                     for item in fused if item.stamp in publish_times]
+        latencies = [
+            (item.received - publish_times[item.stamp]) * 1e3
+            for item in fused
+            if item.stamp in publish_times
+        ]
         from sgdfuse_ros.imaging import write_rgb
 
         for index, item in enumerate(fused):
             if item.image is not None:
                 write_rgb(frames_dir / f"fused_{index:04d}.png", item.image)
         span = (fused[-1].received - replay_started) if fused else 0.0
-        results.update({
-            "frames_published": published_rgb,
-            "frames_fused": len(fused),
-            "latency_ms_p50": _percentile(latencies, 50),
-            "latency_ms_p95": _percentile(latencies, 95),
-            "latency_ms_mean": float(np.mean(latencies)) if latencies else None,
-            "fps": len(fused) / span if span > 0 else 0.0,
-            "lockstep": lockstep,
-            "node_diagnostics": dict(observer.diagnostics),
-        })
+        results.update(
+            {
+                "frames_published": published_rgb,
+                "frames_fused": len(fused),
+                "latency_ms_p50": _percentile(latencies, 50),
+                "latency_ms_p95": _percentile(latencies, 95),
+                "latency_ms_mean": float(np.mean(latencies)) if latencies else None,
+                "fps": len(fused) / span if span > 0 else 0.0,
+                "lockstep": lockstep,
+                "node_diagnostics": dict(observer.diagnostics),
+            }
+        )
     finally:
         observer.close()
         results["node_exit_code"] = stop_process(process)
 
     diagnostics = results.get("node_diagnostics", {})
-    stage = ", ".join(f"{key} {diagnostics.get(f'latency_{key}_ms_p50', 'n/a')}"
-                      for key in ("priors", "stage1", "stage2", "total"))
-    log(f"fused {results['frames_fused']}/{results['frames_published']} frames through "
-        f"fusion_node -> {frames_dir}")
-    log(f"end-to-end latency (RGB published -> fused received): p50 "
+    stage = ", ".join(
+        f"{key} {diagnostics.get(f'latency_{key}_ms_p50', 'n/a')}"
+        for key in ("priors", "stage1", "stage2", "total")
+    )
+    log(
+        f"fused {results['frames_fused']}/{results['frames_published']} frames through "
+        f"fusion_node -> {frames_dir}"
+    )
+    log(
+        f"end-to-end latency (RGB published -> fused received): p50 "
         f"{_fmt(results['latency_ms_p50'])} ms, p95 {_fmt(results['latency_ms_p95'])} ms; "
-        f"throughput {results['fps']:.2f} fps ({'one pair in flight' if lockstep else 'free run'})")
-    log(f"node per-stage p50 (ms): {stage}; dropped {diagnostics.get('dropped_busy', '0')}, "
-        f"unmatched {diagnostics.get('unmatched', '0')}")
+        f"throughput {results['fps']:.2f} fps ({'one pair in flight' if lockstep else 'free run'})"
+    )
+    log(
+        f"node per-stage p50 (ms): {stage}; dropped {diagnostics.get('dropped_busy', '0')}, "
+        f"unmatched {diagnostics.get('unmatched', '0')}"
+    )
     return results
 
 

@@ -77,8 +77,12 @@ class ThrottledLog:
     would hide the problem.
     """
 
-    def __init__(self, emit: Callable[[str], None], period_s: float = 5.0,
-                 now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        emit: Callable[[str], None],
+        period_s: float = 5.0,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._emit = emit
         self._period_s = period_s
         self._now = now
@@ -112,8 +116,8 @@ class FusionStats:
         self.counters: Counter[str] = Counter()
         self.bad_input: Counter[str] = Counter()
         self.stage_ms = {key: LatencyWindow(window_size) for key in STAGE_KEYS}
-        self.end_to_end_ms = LatencyWindow(window_size)   # source stamp -> publish (node clock)
-        self.in_node_ms = LatencyWindow(window_size)      # pair complete -> publish (steady clock)
+        self.end_to_end_ms = LatencyWindow(window_size)  # source stamp -> publish (node clock)
+        self.in_node_ms = LatencyWindow(window_size)  # pair complete -> publish (steady clock)
         self.thermal_in = RateMeter(rate_window_s)
         self.rgb_in = RateMeter(rate_window_s)
         self.fused_out = RateMeter(rate_window_s)
@@ -131,8 +135,9 @@ class FusionStats:
             self.counters["bad_input"] += 1
             self._problems_since_report["bad_input"] += 1
 
-    def record_fused(self, timings_ms: dict[str, float], end_to_end_ms: float,
-                     in_node_ms: float) -> None:
+    def record_fused(
+        self, timings_ms: dict[str, float], end_to_end_ms: float, in_node_ms: float
+    ) -> None:
         with self._lock:
             for key in STAGE_KEYS:
                 if key in timings_ms:
@@ -198,15 +203,23 @@ def gpu_memory_values(device: str) -> dict[str, str]:
         return {"gpu_memory_error": str(error)}
 
 
-def to_diagnostic_array(stamp: Any, name: str, hardware_id: str, level: str, message: str,
-                        values: list[tuple[str, str]]) -> Any:
+def to_diagnostic_array(
+    stamp: Any, name: str, hardware_id: str, level: str, message: str, values: list[tuple[str, str]]
+) -> Any:
     """Build a diagnostic_msgs/DiagnosticArray with one status."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-    levels = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
-              "error": DiagnosticStatus.ERROR, "stale": DiagnosticStatus.STALE}
+    levels = {
+        "ok": DiagnosticStatus.OK,
+        "warn": DiagnosticStatus.WARN,
+        "error": DiagnosticStatus.ERROR,
+        "stale": DiagnosticStatus.STALE,
+    }
     status = DiagnosticStatus(
-        level=levels[level], name=name, message=message, hardware_id=hardware_id,
+        level=levels[level],
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
         values=[KeyValue(key=key, value=value) for key, value in values],
     )
     array = DiagnosticArray(status=[status])

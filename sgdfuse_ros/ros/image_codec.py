@@ -30,7 +30,15 @@ _LAYOUTS: dict[str, tuple[np.dtype, int, str]] = {
 }
 
 SUPPORTED_INPUT_ENCODINGS: tuple[str, ...] = (
-    "mono8", "8UC1", "mono16", "16UC1", "32FC1", "rgb8", "bgr8", "rgba8", "bgra8",
+    "mono8",
+    "8UC1",
+    "mono16",
+    "16UC1",
+    "32FC1",
+    "rgb8",
+    "bgr8",
+    "rgba8",
+    "bgra8",
 )
 SUPPORTED_OUTPUT_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "mono8")
 
@@ -56,10 +64,14 @@ class AgcSettings:
             raise ValueError(f"unknown AGC mode {self.mode!r}; use percentile, minmax or fixed")
         low, high = self.percentiles
         if not 0.0 <= low < high <= 100.0:
-            raise ValueError(f"AGC percentiles must satisfy 0 <= low < high <= 100, got {low}, {high}")
+            raise ValueError(
+                f"AGC percentiles must satisfy 0 <= low < high <= 100, got {low}, {high}"
+            )
         if self.mode == "fixed":
             if self.fixed_range is None or float(self.fixed_range[1]) <= float(self.fixed_range[0]):
-                raise ValueError("AGC mode 'fixed' needs a range (low, high) with high > low in raw units")
+                raise ValueError(
+                    "AGC mode 'fixed' needs a range (low, high) with high > low in raw units"
+                )
 
 
 @dataclass
@@ -260,7 +272,8 @@ def encode_rgb(rgb: np.ndarray, encoding: str = "rgb8") -> ImageFields:
     """H×W×3 uint8 RGB -> Image fields in ``rgb8``, ``bgr8`` or ``mono8`` (luminance)."""
     if encoding not in SUPPORTED_OUTPUT_ENCODINGS:
         raise ValueError(
-            f"unsupported output encoding {encoding!r}; use " + ", ".join(SUPPORTED_OUTPUT_ENCODINGS)
+            f"unsupported output encoding {encoding!r}; use "
+            + ", ".join(SUPPORTED_OUTPUT_ENCODINGS)
         )
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"encode_rgb needs H×W×3 uint8, got {rgb.shape} {rgb.dtype}")
@@ -282,8 +295,9 @@ def encode_rgb(rgb: np.ndarray, encoding: str = "rgb8") -> ImageFields:
     )
 
 
-def encode_array(array: np.ndarray, encoding: str, is_bigendian: bool = False,
-                 row_padding: int = 0) -> ImageFields:
+def encode_array(
+    array: np.ndarray, encoding: str, is_bigendian: bool = False, row_padding: int = 0
+) -> ImageFields:
     """Any supported array -> Image fields, optionally big-endian and with padded rows.
 
     Used to produce test and demo messages in every encoding the decoder accepts.
@@ -291,7 +305,9 @@ def encode_array(array: np.ndarray, encoding: str, is_bigendian: bool = False,
     dtype, channels, _ = _layout(encoding)
     expected_ndim = 2 if channels == 1 else 3
     if array.ndim != expected_ndim or (channels > 1 and array.shape[2] != channels):
-        raise ValueError(f"{encoding} needs {channels} channel(s), got array of shape {array.shape}")
+        raise ValueError(
+            f"{encoding} needs {channels} channel(s), got array of shape {array.shape}"
+        )
     height, width = array.shape[:2]
     typed = array.astype(dtype.newbyteorder(">" if is_bigendian else "<"), copy=False)
     rows = np.ascontiguousarray(typed).view(np.uint8).reshape(height, -1)

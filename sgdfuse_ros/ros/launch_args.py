@@ -27,8 +27,9 @@ class LaunchArgument:
 
 
 LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
-    LaunchArgument("params_file", "", "Node parameter file; empty = the package's "
-                                      "config/sgdfuse.yaml."),
+    LaunchArgument(
+        "params_file", "", "Node parameter file; empty = the package's config/sgdfuse.yaml."
+    ),
     LaunchArgument("namespace", "", "Namespace of the node (relative topics follow it)."),
     LaunchArgument("node_name", NODE_NAME, "Name of the node."),
     LaunchArgument("thermal_topic", "/thermal/image_raw", "Thermal image input topic."),
@@ -38,8 +39,12 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("fused_topic", "/fused/image", "Fused image output topic."),
     LaunchArgument("fused_info_topic", "/fused/camera_info", "Fused camera info output topic."),
     LaunchArgument("use_sim_time", "false", "Use /clock (bag replay) instead of the wall clock."),
-    LaunchArgument("device", "", "Override the device parameter (cpu, cuda, cuda:N); empty "
-                                 "keeps the parameter file's value."),
+    LaunchArgument(
+        "device",
+        "",
+        "Override the device parameter (cpu, cuda, cuda:N); empty "
+        "keeps the parameter file's value.",
+    ),
     LaunchArgument("steps", "", "Override the diffusion steps K; empty keeps the file's value."),
     LaunchArgument("log_level", "info", "Log level: debug, info, warn, error."),
 )
@@ -62,8 +67,9 @@ def with_defaults(values: dict[str, str] | None = None) -> dict[str, str]:
     unknown = set(values) - known
     if unknown:
         raise ValueError("unknown launch arguments: " + ", ".join(sorted(unknown)))
-    return {argument.name: values.get(argument.name, argument.default)
-            for argument in LAUNCH_ARGUMENTS}
+    return {
+        argument.name: values.get(argument.name, argument.default) for argument in LAUNCH_ARGUMENTS
+    }
 
 
 def default_params_file() -> Path:

@@ -53,10 +53,12 @@ FUSED_INFO_TOPIC = "fused/camera_info"
 PRIORS_TOPIC = "fused/priors"
 STAGE1_TOPIC = "fused/stage1"
 
-_OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                         reliability=ReliabilityPolicy.RELIABLE)
-_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                       reliability=ReliabilityPolicy.BEST_EFFORT)
+_OUTPUT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE
+)
+_INFO_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT
+)
 
 
 @dataclass
@@ -72,8 +74,9 @@ class FusionNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default,
-                                   ParameterDescriptor(description=spec.description))
+            self.declare_parameter(
+                spec.name, spec.default, ParameterDescriptor(description=spec.description)
+            )
         self.settings: NodeSettings | None = None
         self.pipeline: Any = None
         self.stats = FusionStats()
@@ -117,15 +120,18 @@ class FusionNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._outputs = {
             "fused": self.create_lifecycle_publisher(Image, FUSED_TOPIC, _OUTPUT_QOS),
-            "fused_info": self.create_lifecycle_publisher(CameraInfo, FUSED_INFO_TOPIC,
-                                                          _OUTPUT_QOS),
+            "fused_info": self.create_lifecycle_publisher(
+                CameraInfo, FUSED_INFO_TOPIC, _OUTPUT_QOS
+            ),
         }
         if self.settings.publish_priors:
             self._outputs["priors"] = self.create_lifecycle_publisher(
-                Image, PRIORS_TOPIC, _OUTPUT_QOS)
+                Image, PRIORS_TOPIC, _OUTPUT_QOS
+            )
         if self.settings.publish_stage1:
             self._outputs["stage1"] = self.create_lifecycle_publisher(
-                Image, STAGE1_TOPIC, _OUTPUT_QOS)
+                Image, STAGE1_TOPIC, _OUTPUT_QOS
+            )
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         return TransitionCallbackReturn.SUCCESS
 
@@ -142,7 +148,8 @@ class FusionNode(LifecycleNode):
         if settings.allow_untrained:
             self.get_logger().warning(
                 "allow_untrained is true: if no weights are found the networks run with random "
-                "initial weights and the output is NOT a trained fusion (tests / CI only)")
+                "initial weights and the output is NOT a trained fusion (tests / CI only)"
+            )
         self.pipeline = FusionPipeline(
             weights=settings.weights,
             device=settings.device,
@@ -159,7 +166,8 @@ class FusionNode(LifecycleNode):
             f"pipeline loaded and warmed up in {time.monotonic() - started:.1f} s: "
             f"device={settings.device} "
             f"backend={settings.inference_backend} steps={settings.steps or 'default'} "
-            f"prior={settings.prior_backend} weights={settings.weights or 'shipped default'}")
+            f"prior={settings.prior_backend} weights={settings.weights or 'shipped default'}"
+        )
 
     def _warm_up(self) -> None:
         """Fuse one tiny frame so lazy initialisation does not land on the first real frame."""
@@ -178,26 +186,34 @@ class FusionNode(LifecycleNode):
             except Exception as error:  # noqa: BLE001
                 self.get_logger().error(f"cannot reload the fusion pipeline: {error}")
                 return TransitionCallbackReturn.FAILURE
-        self._sync = make_pair_sync(settings.sync_queue_size, settings.sync_slop, self._on_pair,
-                                    settings.sync_backend)
+        self._sync = make_pair_sync(
+            settings.sync_queue_size, settings.sync_slop, self._on_pair, settings.sync_backend
+        )
         self._worker = LatestOnlyWorker(self._process_pair, on_error=self._on_worker_error)
         self._create_image_subscription("thermal")
         self._create_image_subscription("rgb")
         self._inputs["thermal_info"] = self.create_subscription(
-            CameraInfo, THERMAL_INFO_TOPIC, self._on_thermal_info, _INFO_QOS)
+            CameraInfo, THERMAL_INFO_TOPIC, self._on_thermal_info, _INFO_QOS
+        )
         self._inputs["rgb_info"] = self.create_subscription(
-            CameraInfo, RGB_INFO_TOPIC, self._on_rgb_info, _INFO_QOS)
+            CameraInfo, RGB_INFO_TOPIC, self._on_rgb_info, _INFO_QOS
+        )
         self._own_timers = [
-            self.create_timer(settings.diagnostics_period, self._publish_diagnostics,
-                              clock=self._steady),
+            self.create_timer(
+                settings.diagnostics_period, self._publish_diagnostics, clock=self._steady
+            ),
             self.create_timer(1.0, self._watchdog, clock=self._steady),
         ]
         if "auto" in (settings.thermal_qos, settings.rgb_qos):
-            self._own_timers.append(self.create_timer(2.0, self._recheck_auto_qos, clock=self._steady))
+            self._own_timers.append(
+                self.create_timer(2.0, self._recheck_auto_qos, clock=self._steady)
+            )
         self._jump_handle = self.get_clock().create_jump_callback(
-            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
-                          on_clock_change=False),
-            post_callback=self._on_time_jump)
+            JumpThreshold(
+                min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=False
+            ),
+            post_callback=self._on_time_jump,
+        )
         self._activated_at = time.monotonic()
         self._last_pair_at = None
         self.get_logger().info(
@@ -206,7 +222,8 @@ class FusionNode(LifecycleNode):
             f"{self.resolve_topic_name(FUSED_TOPIC)} (sync={self._sync.backend}, "
             f"slop={settings.sync_slop}s, qos thermal={self._resolved_qos['thermal'].description}"
             f" rgb={self._resolved_qos['rgb'].description}, registration="
-            f"{settings.registration.mode})")
+            f"{settings.registration.mode})"
+        )
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -271,8 +288,9 @@ class FusionNode(LifecycleNode):
     def _image_topic(self, which: str) -> str:
         assert self.settings is not None
         base = THERMAL_TOPIC if which == "thermal" else RGB_TOPIC
-        transport = (self.settings.thermal_transport if which == "thermal"
-                     else self.settings.rgb_transport)
+        transport = (
+            self.settings.thermal_transport if which == "thermal" else self.settings.rgb_transport
+        )
         if transport == "compressed":
             # image_transport convention: <base topic>/compressed, after remapping the base
             return self.resolve_topic_name(base) + "/compressed"
@@ -287,13 +305,15 @@ class FusionNode(LifecycleNode):
         transport = settings.thermal_transport if which == "thermal" else settings.rgb_transport
         msg_type = CompressedImage if transport == "compressed" else Image
         events = SubscriptionEventCallbacks(
-            incompatible_qos=lambda event, which=which: self._on_incompatible_qos(which, event))
+            incompatible_qos=lambda event, which=which: self._on_incompatible_qos(which, event)
+        )
         callback = self._on_thermal if which == "thermal" else self._on_rgb
         old = self._inputs.pop(which, None)
         if old is not None:
             self.destroy_subscription(old)
         self._inputs[which] = self.create_subscription(
-            msg_type, topic, callback, resolved.profile, event_callbacks=events)
+            msg_type, topic, callback, resolved.profile, event_callbacks=events
+        )
         self._resolved_qos[which] = resolved
 
     def _recheck_auto_qos(self) -> None:
@@ -319,7 +339,8 @@ class FusionNode(LifecycleNode):
             f"{which} subscription ({resolved.description if resolved else '?'}) cannot "
             f"receive from a publisher on {self.resolve_topic_name(self._image_topic(which))}: "
             f"incompatible {policy_name(event.last_policy_kind)} (total {event.total_count}); "
-            "a best-effort camera needs input_qos sensor_data or auto")
+            "a best-effort camera needs input_qos sensor_data or auto",
+        )
 
     # --------------------------------------------------------------------- message callbacks
     def _on_thermal(self, msg: Any) -> None:
@@ -370,7 +391,8 @@ class FusionNode(LifecycleNode):
             self.stats.count("clock_jumps_back")
             self.get_logger().info(
                 f"clock jumped back by {-jump.delta.nanoseconds / 1e9:.3f} s (looped bag?): "
-                "sync queues cleared")
+                "sync queues cleared"
+            )
 
     def _bad_input(self, topic: str, reason: str, detail: str) -> None:
         self.stats.count_bad_input(topic, reason)
@@ -382,8 +404,11 @@ class FusionNode(LifecycleNode):
         assert settings is not None
         compressed = isinstance(msg, CompressedImage)
         if which == "thermal":
-            decoded = (image_codec.decode_thermal_compressed(msg, settings.agc) if compressed
-                       else image_codec.decode_thermal(msg, settings.agc))
+            decoded = (
+                image_codec.decode_thermal_compressed(msg, settings.agc)
+                if compressed
+                else image_codec.decode_thermal(msg, settings.agc)
+            )
             for warning in decoded.warnings:
                 self._warn("thermal_palette", warning)
             return decoded.unit
@@ -435,21 +460,28 @@ class FusionNode(LifecycleNode):
         self.stats.record_fused(result.timings_ms, end_to_end_ms, in_node_ms)
         self.get_logger().debug(
             f"fused {fused.width}x{fused.height} stamp {header.stamp.sec}.{header.stamp.nanosec:09d}"
-            f" in {result.timings_ms.get('total', 0.0):.1f} ms (pair->publish {in_node_ms:.1f} ms)")
+            f" in {result.timings_ms.get('total', 0.0):.1f} ms (pair->publish {in_node_ms:.1f} ms)"
+        )
 
     @staticmethod
     def _image_message(rgb: np.ndarray, encoding: str, header: Any) -> Image:
         fields = image_codec.encode_rgb(rgb, encoding)
-        msg = Image(height=fields.height, width=fields.width, encoding=fields.encoding,
-                    is_bigendian=fields.is_bigendian, step=fields.step)
+        msg = Image(
+            height=fields.height,
+            width=fields.width,
+            encoding=fields.encoding,
+            is_bigendian=fields.is_bigendian,
+            step=fields.step,
+        )
         msg.header = header
         msg.data = fields.data
         return msg
 
     def _on_worker_error(self, error: BaseException) -> None:
         self.stats.count("pipeline_error")
-        self._warn("pipeline_error", f"fusion failed on a frame pair: {type(error).__name__}: "
-                                     f"{error}")
+        self._warn(
+            "pipeline_error", f"fusion failed on a frame pair: {type(error).__name__}: {error}"
+        )
 
     # ------------------------------------------------------------------ watchdog / diagnostics
     def _watchdog(self) -> None:
@@ -472,7 +504,8 @@ class FusionNode(LifecycleNode):
                     f"silent.{which}",
                     f"{which} topic {self.resolve_topic_name(self._image_topic(which))} has been "
                     f"silent for {silent_for:.0f} s while {other} carries traffic: check the "
-                    "camera driver, the topic remapping and QoS")
+                    "camera driver, the topic remapping and QoS",
+                )
         if active["thermal"] and active["rgb"]:
             last_pair = self._last_pair_at if self._last_pair_at is not None else self._activated_at
             if now - last_pair >= timeout:
@@ -485,7 +518,8 @@ class FusionNode(LifecycleNode):
                     "no_sync",
                     f"both image topics carry traffic but nothing synced for {now - last_pair:.0f}"
                     f" s with sync.slop={settings.sync_slop} s{gap}: check the header stamps "
-                    "(camera clocks) or raise sync.slop")
+                    "(camera clocks) or raise sync.slop",
+                )
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         settings = self.settings
@@ -512,12 +546,21 @@ class FusionNode(LifecycleNode):
         recent = self.stats.take_recent_problems()
         problems = {key: count for key, count in recent.items() if count}
         level = "warn" if problems else "ok"
-        message = ("problems: " + ", ".join(f"{key}={count}" for key, count in
-                                             sorted(problems.items()))
-                   if problems else f"fusing at {self.stats.fused_out.rate():.1f} fps")
-        self._diagnostics_pub.publish(to_diagnostic_array(
-            self.get_clock().now().to_msg(), f"{self.get_name()}: fusion", "sgdfuse_ros",
-            level, message, self.diagnostic_values()))
+        message = (
+            "problems: " + ", ".join(f"{key}={count}" for key, count in sorted(problems.items()))
+            if problems
+            else f"fusing at {self.stats.fused_out.rate():.1f} fps"
+        )
+        self._diagnostics_pub.publish(
+            to_diagnostic_array(
+                self.get_clock().now().to_msg(),
+                f"{self.get_name()}: fusion",
+                "sgdfuse_ros",
+                level,
+                message,
+                self.diagnostic_values(),
+            )
+        )
 
 
 def main(args: list[str] | None = None) -> int:

@@ -28,70 +28,127 @@ class ParameterSpec:
 
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
-    ParameterSpec("autostart", True,
-                  "Configure and activate right after start; false leaves the lifecycle node "
-                  "unconfigured for a lifecycle manager."),
+    ParameterSpec(
+        "autostart",
+        True,
+        "Configure and activate right after start; false leaves the lifecycle node "
+        "unconfigured for a lifecycle manager.",
+    ),
     ParameterSpec("device", "cpu", "Torch device for inference: cpu, cuda or cuda:N."),
-    ParameterSpec("weights", "",
-                  "Weights file; empty uses the weights shipped with the package."),
-    ParameterSpec("allow_untrained", False,
-                  "Run with randomly initialised networks when no weights exist (tests and CI "
-                  "only; logged as a warning, output is not a real fusion)."),
-    ParameterSpec("steps", 0,
-                  "Diffusion steps K (timesteps whose U-Net passes feed the head); 0 uses the "
-                  "weights' default. 1 is the real-time setting."),
-    ParameterSpec("prior.backend", "auto",
-                  "Semantic prior backend: auto (SAM when a checkpoint is set, else classical), "
-                  "sam or classical."),
+    ParameterSpec("weights", "", "Weights file; empty uses the weights shipped with the package."),
+    ParameterSpec(
+        "allow_untrained",
+        False,
+        "Run with randomly initialised networks when no weights exist (tests and CI "
+        "only; logged as a warning, output is not a real fusion).",
+    ),
+    ParameterSpec(
+        "steps",
+        0,
+        "Diffusion steps K (timesteps whose U-Net passes feed the head); 0 uses the "
+        "weights' default. 1 is the real-time setting.",
+    ),
+    ParameterSpec(
+        "prior.backend",
+        "auto",
+        "Semantic prior backend: auto (SAM when a checkpoint is set, else classical), "
+        "sam or classical.",
+    ),
     ParameterSpec("prior.sam_model_type", "vit_b", "SAM variant: vit_b, vit_l or vit_h."),
     ParameterSpec("prior.sam_checkpoint", "", "SAM checkpoint file; empty means none."),
-    ParameterSpec("prior.refresh_every", 1,
-                  "Recompute the semantic priors every N frames and reuse them in between."),
-    ParameterSpec("inference.backend", "torch",
-                  "Inference backend: torch (onnxruntime and tensorrt come with the deployment "
-                  "work)."),
-    ParameterSpec("inference.cpu_threads", 0,
-                  "Torch intra-op CPU threads; 0 keeps torch's default (one per core). Set it to "
-                  "bound the node's CPU use on a computer shared with other nodes."),
-    ParameterSpec("sync.slop", 0.05,
-                  "Largest stamp difference (seconds) between a thermal and an RGB frame that "
-                  "still form a pair."),
+    ParameterSpec(
+        "prior.refresh_every",
+        1,
+        "Recompute the semantic priors every N frames and reuse them in between.",
+    ),
+    ParameterSpec(
+        "inference.backend",
+        "torch",
+        "Inference backend: torch (onnxruntime and tensorrt come with the deployment work).",
+    ),
+    ParameterSpec(
+        "inference.cpu_threads",
+        0,
+        "Torch intra-op CPU threads; 0 keeps torch's default (one per core). Set it to "
+        "bound the node's CPU use on a computer shared with other nodes.",
+    ),
+    ParameterSpec(
+        "sync.slop",
+        0.05,
+        "Largest stamp difference (seconds) between a thermal and an RGB frame that "
+        "still form a pair.",
+    ),
     ParameterSpec("sync.queue_size", 10, "Messages kept per topic while waiting for a partner."),
-    ParameterSpec("sync.backend", "auto",
-                  "auto (message_filters when importable, else the package's own), "
-                  "message_filters or sgdfuse_ros."),
-    ParameterSpec("input_qos", "sensor_data",
-                  "QoS of both image subscriptions: sensor_data (best effort), reliable, "
-                  "system_default or auto (match the publishers)."),
-    ParameterSpec("qos.thermal", "", "Override input_qos for the thermal topic; empty = input_qos."),
+    ParameterSpec(
+        "sync.backend",
+        "auto",
+        "auto (message_filters when importable, else the package's own), "
+        "message_filters or sgdfuse_ros.",
+    ),
+    ParameterSpec(
+        "input_qos",
+        "sensor_data",
+        "QoS of both image subscriptions: sensor_data (best effort), reliable, "
+        "system_default or auto (match the publishers).",
+    ),
+    ParameterSpec(
+        "qos.thermal", "", "Override input_qos for the thermal topic; empty = input_qos."
+    ),
     ParameterSpec("qos.rgb", "", "Override input_qos for the RGB topic; empty = input_qos."),
     ParameterSpec("qos.depth", 5, "History depth of the image subscriptions."),
-    ParameterSpec("thermal.transport", "raw",
-                  "raw (sensor_msgs/Image on thermal/image_raw) or compressed "
-                  "(sensor_msgs/CompressedImage on thermal/image_raw/compressed)."),
+    ParameterSpec(
+        "thermal.transport",
+        "raw",
+        "raw (sensor_msgs/Image on thermal/image_raw) or compressed "
+        "(sensor_msgs/CompressedImage on thermal/image_raw/compressed).",
+    ),
     ParameterSpec("rgb.transport", "raw", "raw or compressed, as thermal.transport."),
-    ParameterSpec("thermal.agc.mode", "percentile",
-                  "Gain control for 16-bit / float thermal: percentile, minmax or fixed."),
-    ParameterSpec("thermal.agc.percentiles", [1.0, 99.0],
-                  "Low and high percentile mapped to black and white in percentile mode."),
-    ParameterSpec("thermal.agc.fixed_range", [0.0, 65535.0],
-                  "Low and high raw value (camera units) mapped to black and white in fixed mode."),
-    ParameterSpec("registration.mode", "none",
-                  "none (same size required) or homography (warp thermal into the RGB image)."),
-    ParameterSpec("registration.homography", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-                  "Row-major 3×3 matrix mapping thermal pixel coordinates to RGB pixel "
-                  "coordinates (floats)."),
+    ParameterSpec(
+        "thermal.agc.mode",
+        "percentile",
+        "Gain control for 16-bit / float thermal: percentile, minmax or fixed.",
+    ),
+    ParameterSpec(
+        "thermal.agc.percentiles",
+        [1.0, 99.0],
+        "Low and high percentile mapped to black and white in percentile mode.",
+    ),
+    ParameterSpec(
+        "thermal.agc.fixed_range",
+        [0.0, 65535.0],
+        "Low and high raw value (camera units) mapped to black and white in fixed mode.",
+    ),
+    ParameterSpec(
+        "registration.mode",
+        "none",
+        "none (same size required) or homography (warp thermal into the RGB image).",
+    ),
+    ParameterSpec(
+        "registration.homography",
+        [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        "Row-major 3×3 matrix mapping thermal pixel coordinates to RGB pixel coordinates (floats).",
+    ),
     ParameterSpec("output.encoding", "rgb8", "Encoding of fused/image: rgb8, bgr8 or mono8."),
-    ParameterSpec("debug.publish_priors", False,
-                  "Publish fused/priors (rgb8: red = thermal prior, green = visible prior)."),
-    ParameterSpec("debug.publish_stage1", False,
-                  "Publish fused/stage1, the Stage I preliminary fusion F1."),
+    ParameterSpec(
+        "debug.publish_priors",
+        False,
+        "Publish fused/priors (rgb8: red = thermal prior, green = visible prior).",
+    ),
+    ParameterSpec(
+        "debug.publish_stage1", False, "Publish fused/stage1, the Stage I preliminary fusion F1."
+    ),
     ParameterSpec("diagnostics.period", 1.0, "Seconds between /diagnostics messages."),
-    ParameterSpec("watchdog.timeout", 5.0,
-                  "Warn when one image topic is silent, or both carry traffic but nothing "
-                  "synced, for this many seconds."),
-    ParameterSpec("log_throttle_period", 5.0,
-                  "Seconds between repeated log lines about the same recurring problem."),
+    ParameterSpec(
+        "watchdog.timeout",
+        5.0,
+        "Warn when one image topic is silent, or both carry traffic but nothing "
+        "synced, for this many seconds.",
+    ),
+    ParameterSpec(
+        "log_throttle_period",
+        5.0,
+        "Seconds between repeated log lines about the same recurring problem.",
+    ),
 )
 
 DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in PARAMETERS}

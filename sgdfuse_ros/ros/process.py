@@ -38,15 +38,20 @@ def fusion_node_command() -> list[str]:
     return [sys.executable, "-m", "sgdfuse_ros.ros.node"]
 
 
-def start_fusion_node(ros_arguments: list[str], env: dict[str, str],
-                      log_path: str | Path) -> subprocess.Popen:
+def start_fusion_node(
+    ros_arguments: list[str], env: dict[str, str], log_path: str | Path
+) -> subprocess.Popen:
     """Start ``fusion_node <ros_arguments>`` with stdout and stderr in ``log_path``."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = log_path.open("wb")
     try:
-        return subprocess.Popen(fusion_node_command() + list(ros_arguments), env=env,
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            fusion_node_command() + list(ros_arguments),
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     finally:
         log_file.close()  # the child keeps its own descriptor
 

@@ -21,8 +21,11 @@ from typing import Any
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-_STAMPED_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage",
-                  "sensor_msgs/msg/CameraInfo"}
+_STAMPED_TYPES = {
+    "sensor_msgs/msg/Image",
+    "sensor_msgs/msg/CompressedImage",
+    "sensor_msgs/msg/CameraInfo",
+}
 
 
 def message_class(msgtype: str) -> type:
@@ -51,10 +54,18 @@ class ReplayReport:
 class BagReplayer:
     """Replays one bag through publishers created on ``node`` (which need not be spinning)."""
 
-    def __init__(self, node: Node, bag: str | Path, rate: float = 1.0,
-                 publish_clock: bool = True, clock_hz: float = 50.0,
-                 topics: Iterable[str] | None = None, remaps: dict[str, str] | None = None,
-                 qos: str = "reliable", depth: int = 10) -> None:
+    def __init__(
+        self,
+        node: Node,
+        bag: str | Path,
+        rate: float = 1.0,
+        publish_clock: bool = True,
+        clock_hz: float = 50.0,
+        topics: Iterable[str] | None = None,
+        remaps: dict[str, str] | None = None,
+        qos: str = "reliable",
+        depth: int = 10,
+    ) -> None:
         from rosbags.rosbag2 import Reader
 
         if rate <= 0:
@@ -64,14 +75,15 @@ class BagReplayer:
         self.rate = rate
         self.clock_period = 1.0 / clock_hz
         self.remaps = dict(remaps or {})
-        reliability = (ReliabilityPolicy.RELIABLE if qos == "reliable"
-                       else ReliabilityPolicy.BEST_EFFORT)
-        profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                             reliability=reliability)
+        reliability = (
+            ReliabilityPolicy.RELIABLE if qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        )
+        profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability)
         wanted = set(topics) if topics else None
         with Reader(self.bag) as reader:
-            self._connections = [c for c in reader.connections
-                                 if wanted is None or c.topic in wanted]
+            self._connections = [
+                c for c in reader.connections if wanted is None or c.topic in wanted
+            ]
         if not self._connections:
             raise ValueError(f"no topics to replay in {self.bag}")
         self._publishers: dict[str, Any] = {}
@@ -80,7 +92,8 @@ class BagReplayer:
             target = self.remaps.get(connection.topic, connection.topic)
             if target not in self._publishers:
                 self._publishers[target] = node.create_publisher(
-                    message_class(connection.msgtype), target, profile)
+                    message_class(connection.msgtype), target, profile
+                )
                 self._msgtypes[target] = connection.msgtype
         self._clock_pub = None
         if publish_clock:
@@ -92,15 +105,19 @@ class BagReplayer:
     def topics(self) -> list[str]:
         return list(self._publishers)
 
-    def wait_for_subscribers(self, topics: Iterable[str] | None = None,
-                             timeout: float = 60.0) -> bool:
+    def wait_for_subscribers(
+        self, topics: Iterable[str] | None = None, timeout: float = 60.0
+    ) -> bool:
         """Wait until each given topic (default: every image topic) has a matched subscriber.
 
         Reliable volatile publishers drop what they send before discovery completes, so tests
         wait here instead of sleeping a fixed time.
         """
-        names = list(topics) if topics is not None else [
-            topic for topic, msgtype in self._msgtypes.items() if "Image" in msgtype]
+        names = (
+            list(topics)
+            if topics is not None
+            else [topic for topic, msgtype in self._msgtypes.items() if "Image" in msgtype]
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(self._publishers[name].get_subscription_count() > 0 for name in names):
@@ -114,12 +131,17 @@ class BagReplayer:
         from builtin_interfaces.msg import Time
         from rosgraph_msgs.msg import Clock
 
-        self._clock_pub.publish(Clock(clock=Time(sec=bag_time_ns // 1_000_000_000,
-                                                 nanosec=bag_time_ns % 1_000_000_000)))
+        self._clock_pub.publish(
+            Clock(clock=Time(sec=bag_time_ns // 1_000_000_000, nanosec=bag_time_ns % 1_000_000_000))
+        )
 
-    def play(self, loops: int = 1, stop: threading.Event | None = None,
-             report: ReplayReport | None = None,
-             before_publish: Callable[[str, int | None], None] | None = None) -> ReplayReport:
+    def play(
+        self,
+        loops: int = 1,
+        stop: threading.Event | None = None,
+        report: ReplayReport | None = None,
+        before_publish: Callable[[str, int | None], None] | None = None,
+    ) -> ReplayReport:
         """Play the bag ``loops`` times (0 = until ``stop`` is set); returns what was published.
 
         ``before_publish(topic, header_stamp)`` is called before each message and may block: the
@@ -144,8 +166,7 @@ class BagReplayer:
                         start_wall, start_bag = time.monotonic(), log_time
                     self._wait_until(start_wall, start_bag, log_time, stop)
                     topic = self.remaps.get(connection.topic, connection.topic)
-                    stamp = (cdr_header_stamp(raw) if connection.msgtype in _STAMPED_TYPES
-                             else None)
+                    stamp = cdr_header_stamp(raw) if connection.msgtype in _STAMPED_TYPES else None
                     if before_publish is not None:
                         before_publish(topic, stamp)
                     self._publish_clock(log_time)
@@ -157,8 +178,9 @@ class BagReplayer:
             report.loops = loop
         return report
 
-    def _wait_until(self, start_wall: float, start_bag: int, log_time: int,
-                    stop: threading.Event) -> None:
+    def _wait_until(
+        self, start_wall: float, start_bag: int, log_time: int, stop: threading.Event
+    ) -> None:
         """Sleep until a message is due, publishing /clock in between (bag time advances)."""
         due = start_wall + (log_time - start_bag) / 1e9 / self.rate
         while not stop.is_set():
@@ -178,19 +200,28 @@ class BagReplayer:
         self._clock_pub = None
 
 
-def replay_bag_cli(bag: Path, rate: float = 1.0, loops: int = 1, publish_clock: bool = True,
-                   topics: list[str] | None = None, remaps: dict[str, str] | None = None,
-                   qos: str = "reliable", wait_for_subscribers_s: float = 0.0) -> int:
+def replay_bag_cli(
+    bag: Path,
+    rate: float = 1.0,
+    loops: int = 1,
+    publish_clock: bool = True,
+    topics: list[str] | None = None,
+    remaps: dict[str, str] | None = None,
+    qos: str = "reliable",
+    wait_for_subscribers_s: float = 0.0,
+) -> int:
     """``sgdfuse bag replay``: own rclpy context, Ctrl-C stops."""
     import rclpy
 
     rclpy.init()
     node = rclpy.create_node("sgdfuse_bag_replay")
     try:
-        replayer = BagReplayer(node, bag, rate=rate, publish_clock=publish_clock, topics=topics,
-                               remaps=remaps, qos=qos)
+        replayer = BagReplayer(
+            node, bag, rate=rate, publish_clock=publish_clock, topics=topics, remaps=remaps, qos=qos
+        )
         if wait_for_subscribers_s > 0 and not replayer.wait_for_subscribers(
-                timeout=wait_for_subscribers_s):
+            timeout=wait_for_subscribers_s
+        ):
             node.get_logger().warning("not every image topic has a subscriber; playing anyway")
         node.get_logger().info(f"replaying {bag}: " + ", ".join(replayer.topics))
         report = replayer.play(loops=loops)

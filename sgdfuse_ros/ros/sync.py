@@ -207,7 +207,9 @@ def make_pair_sync(
 ) -> ApproximateTimePairSync | MessageFiltersPairSync:
     """Build a synchronizer: ``auto`` prefers message_filters, else the package's own."""
     if backend not in ("auto", "message_filters", "sgdfuse_ros"):
-        raise ValueError(f"unknown sync backend {backend!r}; use auto, message_filters or sgdfuse_ros")
+        raise ValueError(
+            f"unknown sync backend {backend!r}; use auto, message_filters or sgdfuse_ros"
+        )
     if backend == "message_filters" or (backend == "auto" and message_filters_available()):
         return MessageFiltersPairSync(queue_size, slop, callback)
     return ApproximateTimePairSync(queue_size, slop, callback)

@@ -18,8 +18,12 @@ Item = TypeVar("Item")
 class LatestOnlyWorker(Generic[Item]):
     """A thread that processes the newest submitted item; older unprocessed ones are dropped."""
 
-    def __init__(self, process: Callable[[Item], None], name: str = "sgdfuse-inference",
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self,
+        process: Callable[[Item], None],
+        name: str = "sgdfuse-inference",
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self._process = process
         self._on_error = on_error
         self._condition = threading.Condition()
