@@ -13,6 +13,7 @@ Every bad frame is logged (throttled), counted in /diagnostics and skipped.
 from __future__ import annotations
 
 import copy
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -563,9 +564,15 @@ class FusionNode(LifecycleNode):
         )
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``fusion_node``: ``fusion_node --ros-args --params-file ... -r ...``."""
     rclpy.init(args=args)
+    # launch and service managers stop nodes with SIGTERM: shut down as cleanly as on Ctrl-C
+    signal.signal(signal.SIGTERM, _interrupt)
     node: FusionNode | None = None
     exit_code = 0
     try:
