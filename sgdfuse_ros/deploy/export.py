@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailableError
-from . import graphs
+from . import names
 
 LOG = logging.getLogger("sgdfuse_ros")
 EXPORT_FORMAT = 1  # bump whenever graphs.py changes what a file contains
@@ -89,7 +89,7 @@ class FusionOnnx:
         return str(self.manifest["files"][graph]["sha256"])
 
     def graph_names(self) -> list[str]:
-        return ["stage1", "unet", *(graphs.head_graph_name(k) for k in self.supported_steps)]
+        return ["stage1", "unet", *(names.head_graph_name(k) for k in self.supported_steps)]
 
 
 def _require_onnx() -> Any:
@@ -150,6 +150,8 @@ def _spatial(names: tuple[str, ...], prefix: str = "") -> dict[str, dict[int, st
 def export_fusion_onnx(model: Any, out_dir: str | Path) -> FusionOnnx:
     """Export Stage I, the U-Net (K as batch axis) and every HFAH head into ``out_dir``."""
     import torch
+
+    from . import graphs
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -308,6 +310,8 @@ def export_sam_onnx(sam: Any, out_dir: str | Path) -> dict[str, Path]:
     """Export SAM's image encoder (fixed square input) and mask decoder (prompt embeddings in,
     dynamic prompt count and point count) for the given ``segment_anything.Sam``."""
     import torch
+
+    from . import graphs
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
