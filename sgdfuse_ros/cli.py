@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="fuse the built-in synthetic sequence (or --data DIR)")
     demo.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    demo.add_argument("--frames", type=int, default=30)
+    demo.add_argument("--frames", type=int, default=20)
     demo.add_argument("--height", type=int, default=480)
     demo.add_argument("--width", type=int, default=640)
     demo.add_argument("--data", type=Path, default=None, help="folder with ir/ and vi/: real pairs")

@@ -73,6 +73,24 @@ def run_library_demo(
     return 0
 
 
+def write_node_mosaic(out: Path, frames: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+    """IR | VIS | fused strip of the middle frame the node fused (the node demo's picture)."""
+    import cv2
+
+    middle = len(frames) // 2
+    fused = cv2.imread(str(out / "node_fused" / f"fused_{middle:04d}.png"), cv2.IMREAD_COLOR)
+    if fused is None:
+        return
+    _, ir, vis = frames[middle]
+    tiles = [
+        ("IR", ir_to_unit(ir)),
+        ("VIS", vis),
+        ("fused", cv2.cvtColor(fused, cv2.COLOR_BGR2RGB)),
+    ]
+    write_rgb(out / "mosaic.png", mosaic(tiles))
+    print(f"mosaic: {out / 'mosaic.png'}")
+
+
 def run_demo(args: argparse.Namespace) -> int:
     args.out = Path(args.out)
     frames = _frames(args)
@@ -86,5 +104,21 @@ def run_demo(args: argparse.Namespace) -> int:
         else:
             from .ros.demo_node import run_node_demo
 
-            return run_node_demo(args, frames)
+            report = run_node_demo(
+                args.out,
+                len(frames),
+                args.height,
+                args.width,
+                frames=[(ir, vis) for _, ir, vis in frames],
+                device=args.device,
+                steps=args.steps,
+                weights=args.weights,
+                backend=args.backend,
+                prior_backend=args.prior_backend,
+                sam_model_type=args.sam_model_type,
+                sam_checkpoint=args.sam_checkpoint,
+                allow_untrained=args.allow_untrained,
+            )
+            write_node_mosaic(args.out, frames)
+            return 0 if report["frames_fused"] == report["frames_published"] else 1
     return run_library_demo(args, frames)
