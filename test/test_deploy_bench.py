@@ -52,7 +52,7 @@ def test_tiny_bench_reports_every_case_and_unavailable_backends(tmp_path):
     }
     row = report["latency"][0]
     assert row["frames"] == 4 and row["speedup_vs_torch"] == 1.0 and row["fps"] > 0
-    assert row["total_ms"] >= row["stage1_ms"] + row["stage2_ms"]
+    assert 0 < row["stage1_ms"] < row["total_ms"] and 0 < row["stage2_ms"] < row["total_ms"]
     assert "tensorrt" in report["unavailable"]  # no CUDA here: a row, not a crash
     assert len(report["stream"]) == 4 and report["stream"][0]["input_frames"] == 6
     text = format_tables(report)

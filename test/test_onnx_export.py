@@ -7,6 +7,8 @@ to within 1e-3 relative to the output's scale (attention and layer norms reorder
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,6 @@ import torch
 from sgdfuse_ros.deploy import graphs
 from sgdfuse_ros.deploy.export import (
     ensure_fusion_onnx,
-    export_fusion_onnx,
     export_sam_onnx,
     load_fusion_onnx,
     model_fingerprint,
@@ -42,7 +43,8 @@ def model() -> SGDFuse:
 
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory):
-    return export_fusion_onnx(model, tmp_path_factory.mktemp("onnx"))
+    # The session-wide cache: the deploy tests use the same seeded model and export it once.
+    return ensure_fusion_onnx(model, tmp_path_factory.getbasetemp() / "engine_cache")
 
 
 def frame(h: int, w: int, seed: int = 0) -> list[np.ndarray]:
@@ -61,6 +63,7 @@ def test_manifest_lists_every_graph_with_hashes(model, exported):
         assert exported.path(graph).is_file()
         assert len(exported.sha256(graph)) == 64
     assert load_fusion_onnx(exported.directory).manifest == exported.manifest
+    assert exported.manifest["fingerprint"] == model_fingerprint(model)
 
 
 @pytest.mark.parametrize("hw", [(64, 96), (112, 48)])  # the traced size and another one
@@ -128,17 +131,16 @@ def test_pad_replicate_matches_torch_padding():
     )
 
 
-def test_cache_reuses_export_and_changes_with_weights(model, tmp_path):
-    first = ensure_fusion_onnx(model, tmp_path)
-    assert first.directory == tmp_path / "onnx" / model_fingerprint(model)
-    stamp = first.path("unet").stat().st_mtime_ns
+def test_cache_reuses_export_and_changes_with_weights(model, exported, tmp_path):
+    target = tmp_path / "onnx" / model_fingerprint(model)
+    shutil.copytree(exported.directory, target)  # as a previous run would have left it
+    stamp = (target / "unet.onnx").stat().st_mtime_ns
     again = ensure_fusion_onnx(model, tmp_path)
-    assert again.directory == first.directory
-    assert again.path("unet").stat().st_mtime_ns == stamp  # not exported twice
-    other = make_model(seed=1)
-    assert model_fingerprint(other) != model_fingerprint(model)
-    first.path("head_k2").unlink()  # an incomplete export is never used (it is redone)
-    assert load_fusion_onnx(first.directory) is None
+    assert again.directory == target
+    assert again.path("unet").stat().st_mtime_ns == stamp  # reused, not exported again
+    assert model_fingerprint(make_model(seed=1)) != model_fingerprint(model)
+    again.path("head_k2").unlink()  # an incomplete export is never used (it is redone)
+    assert load_fusion_onnx(target) is None
 
 
 def test_sam_encoder_and_decoder_match_torch(tmp_path):

@@ -14,7 +14,7 @@ import torch
 
 from sgdfuse_ros.deploy import graphs
 from sgdfuse_ros.deploy.diffusion_inputs import DiffusionInputs
-from sgdfuse_ros.deploy.export import export_fusion_onnx
+from sgdfuse_ros.deploy.export import ensure_fusion_onnx
 from sgdfuse_ros.deploy.tensorrt_runner import graph_profiles
 from sgdfuse_ros.models.sgdfuse import SGDFuse, small_config
 
@@ -39,10 +39,10 @@ def model() -> SGDFuse:
     return make_model()
 
 
-def test_profiles_are_the_shapes_the_graphs_really_take_and_produce(model, tmp_path):
+def test_profiles_are_the_shapes_the_graphs_really_take_and_produce(model, tmp_path_factory):
     """The fixed TensorRT profiles must equal the tensors the runner binds (checked on ORT)."""
     ort = pytest.importorskip("onnxruntime")
-    exported = export_fusion_onnx(model, tmp_path)
+    exported = ensure_fusion_onnx(model, tmp_path_factory.getbasetemp() / "engine_cache")
     channels = model.config.unet.decoder_channels
     steps = 3
     profiles = graph_profiles(exported, channels, steps, H, W)
