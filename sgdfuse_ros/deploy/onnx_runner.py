@@ -77,6 +77,7 @@ class OnnxRuntimeRunner:
         self.multiple = self.exported.size_multiple
         self.supported_steps = self.exported.supported_steps
         self.diffusion_inputs = DiffusionInputs(model)
+        self._diffusion_cache: dict[tuple[int, int, int], dict[str, Any]] = {}
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -97,6 +98,17 @@ class OnnxRuntimeRunner:
             np.ascontiguousarray(arr, dtype=np.float32), self.ort_device, self.device_id
         )
 
+    def _diffusion_values(self, steps: int, height: int, width: int) -> dict[str, Any]:
+        """Noise and coefficients as OrtValues, made (and on CUDA uploaded) once per size."""
+        key = (steps, height, width)
+        if key not in self._diffusion_cache:
+            host = self.diffusion_inputs.for_frame(steps, height, width)
+            self._diffusion_cache = {
+                k: v for k, v in self._diffusion_cache.items() if k[1:] == (height, width)
+            }
+            self._diffusion_cache[key] = {n: self._value(t.numpy()) for n, t in host.items()}
+        return self._diffusion_cache[key]
+
     def run(
         self, ir: np.ndarray, vis: np.ndarray, m_ir: np.ndarray, m_vis: np.ndarray, steps: int
     ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
@@ -114,8 +126,7 @@ class OnnxRuntimeRunner:
         )
         t1 = time.perf_counter()
         feed = {"f1": f1, "m_ir": self._value(m_ir_p), "m_vis": self._value(m_vis_p)}
-        for name, tensor in self.diffusion_inputs.for_frame(steps, hp, wp).items():
-            feed[name] = self._value(tensor.numpy())
+        feed.update(self._diffusion_values(steps, hp, wp))
         features = self.unet.run_with_ort_values(list(self.feature_names), feed)
         head_feed = dict(zip(self.feature_names, features, strict=True))
         head_feed.update(f1=f1, vis=vis_v)
