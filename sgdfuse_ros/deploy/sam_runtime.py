@@ -165,6 +165,7 @@ def _tensorrt_callables(
         with torch.cuda.device(index):
             loaded = cache.load(key)
             compiled = TrtGraph(trt, loaded)
+            compiled.runtime = builder.runtime  # a TensorRT runtime must outlive its engines
         if plans is not None:
             plans[graph] = loaded.path
 

@@ -122,6 +122,7 @@ class TrtGraph:
     """One engine + execution context; binds torch CUDA tensors and enqueues on a stream."""
 
     def __init__(self, trt: Any, loaded: LoadedEngine) -> None:
+        self.runtime: Any = None  # set by owners whose runtime would otherwise go out of scope
         self.engine = loaded.engine
         self.context = self.engine.create_execution_context()
         if self.context is None:
