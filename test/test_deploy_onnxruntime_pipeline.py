@@ -82,3 +82,34 @@ def test_unknown_backend_and_missing_tensorrt_are_clear_errors():
     except ImportError:
         with pytest.raises(BackendUnavailableError, match="pip install tensorrt"):
             make_runner("tensorrt", model, "cuda")
+
+
+def _has_ort_cuda() -> bool:
+    import onnxruntime
+
+    return (
+        torch.cuda.is_available()
+        and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    )
+
+
+@pytest.mark.skipif(
+    not _has_ort_cuda(),
+    reason="needs a GPU and onnxruntime-gpu (CUDAExecutionProvider); `pip install onnxruntime-gpu`",
+)
+def test_cuda_execution_provider_matches_torch(weights, tmp_path_factory):
+    from sgdfuse_ros.model_io import load_weights
+    from sgdfuse_ros.pipeline import TorchRunner
+
+    model, _ = load_weights(weights)
+    runner = make_runner(
+        "onnxruntime", model, "cuda", engine_dir=tmp_path_factory.getbasetemp() / "engine_cache"
+    )
+    rng = np.random.default_rng(0)
+    inputs = [rng.random((1, c, 70, 101), dtype=np.float32) for c in (1, 3, 1, 1)]
+    reference = TorchRunner(load_weights(weights)[0], "cuda", fp16=False)
+    for steps in (1, 3):
+        fused, f1, _ = runner.run(*inputs, steps)
+        want_fused, want_f1, _ = reference.run(*inputs, steps)
+        np.testing.assert_allclose(fused, want_fused, atol=1e-3)
+        np.testing.assert_allclose(f1, want_f1, atol=1e-3)

@@ -54,3 +54,29 @@ def test_sam_graphs_are_exported_once_per_weights(tmp_path):
     assert ensure_sam_onnx(sam, tmp_path)["sam_encoder"].stat().st_mtime_ns == stamp
     other = ensure_sam_onnx(build_small_sam(seed=1), tmp_path)
     assert other["sam_encoder"].parent != first["sam_encoder"].parent
+
+
+def _has_tensorrt_gpu() -> bool:
+    import torch
+
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _has_tensorrt_gpu(), reason="needs an NVIDIA GPU and TensorRT")
+@pytest.mark.parametrize("fp16,atol", [(False, 1e-2), (True, 5e-2)])
+def test_tensorrt_sam_gives_the_torch_priors(tmp_path, fp16, atol):
+    ir = np.full((96, 128), 0.3, np.float32)
+    ir[30:70, 40:80] = 0.8
+    vis = np.full((96, 128, 3), 120, np.uint8)
+    vis[30:70, 40:80] = (220, 30, 30)
+    reference = SamPriorBackend(decisive_sam(), device="cuda", fp16=False, **OPEN_FILTERS)
+    want = reference.compute(ir, vis)
+    backend = SamPriorBackend(decisive_sam(), device="cuda", fp16=False, **OPEN_FILTERS)
+    install_sam_runtime(backend, "tensorrt", "cuda", fp16=fp16, engine_dir=tmp_path)
+    got = backend.compute(ir, vis)
+    for g, w in zip(got, want, strict=True):
+        assert np.abs(g - w).mean() < atol
