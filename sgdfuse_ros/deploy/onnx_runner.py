@@ -63,6 +63,7 @@ class OnnxRuntimeRunner:
         engine_dir: str | Path | None = None,
         threads: int | None = None,
         exported: FusionOnnx | None = None,
+        spin_wait: bool = False,
     ) -> None:
         ort = require_onnxruntime()
         self.ort = ort
@@ -78,15 +79,15 @@ class OnnxRuntimeRunner:
         self.supported_steps = self.exported.supported_steps
         self.diffusion_inputs = DiffusionInputs(model)
         self._diffusion_cache: dict[tuple[int, int, int], dict[str, Any]] = {}
-        levels = ort.GraphOptimizationLevel
 
         def session(graph: str) -> Any:
             options = ort.SessionOptions()
-            options.graph_optimization_level = levels.ORT_ENABLE_ALL
-            if graph == "stage1" and self.ort_device == "cpu":
-                # Stage I is 8-16 channels wide: the CPU's NCHWc layout pass spends more time
-                # reordering than it saves (measured ~10% faster without it at 640x480).
-                options.graph_optimization_level = levels.ORT_ENABLE_EXTENDED
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            if self.ort_device == "cpu" and not spin_wait:
+                # Idle worker threads sleep instead of spinning: on a CPU shared with drivers,
+                # ROS and other nodes, spinning burns the cores the next operator needs
+                # (Stage I measured 1.3-1.6x faster at 640x480 on a loaded 2-core machine).
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if threads:
                 options.intra_op_num_threads = threads
             return ort.InferenceSession(
