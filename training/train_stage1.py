@@ -122,12 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.Adam(net.parameters(), lr=float(scfg["lr"]))
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     step, elapsed = 0, 0.0
+    # Every command that contributed to this run (a resumed run lists all of them).
+    commands = [command_line("training.train_stage1", argv)]
     if args.resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
+        commands = [*ckpt.get("commands", []), *commands]
         LOG.info("resumed from %s at step %d", ckpt_path, step)
     elif args.resume:
         LOG.info("--resume: no checkpoint at %s, starting from scratch", ckpt_path)
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     def save_checkpoint() -> None:
         if dist_info.is_main:
             save_checkpoint_atomic(ckpt_path, {
-                "step": step, "elapsed_s": elapsed, "model": model.state_dict(),
+                "step": step, "elapsed_s": elapsed, "commands": commands, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "config": cfg,
             })
 
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             "crop": int(dcfg["crop"]), "lr": float(scfg["lr"]), "lr_min_ratio": scfg.get("lr_min_ratio"),
             "loss": {k: lcfg[k] for k in ("lambda_intensity", "lambda_gradient")},
             "wall_time_s": round(elapsed, 1), "machine": machine_description(), "device": str(device),
-            "command": command_line("training.train_stage1", argv), "git_commit": git_commit(),
+            "command": commands[-1], "commands": commands, "git_commit": git_commit(),
         }
         metadata = {
             "trained": True, "config_name": cfg["model"], "stages_trained": ["stage1"],
