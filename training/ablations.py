@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nproc", type=int, default=2, help="processes for the retraining runs (torchrun)")
     p.add_argument("--max-pairs", type=int, default=None, help="evaluate only the first pairs")
     p.add_argument("--skip-retrain", action="store_true", help="only the rows of the shipped weights")
+    p.add_argument("--reuse-k1", help="folder with the shipped weights' K=1 outputs (evaluate_weights)")
+    p.add_argument("--reuse-k3", help="folder with the shipped weights' K=3 outputs (evaluate_weights)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_config(args.config)
@@ -87,16 +90,20 @@ def main(argv: list[str] | None = None) -> int:
             evaluation.fuse_folder(net, val, folder, steps, prior_source, device, args.max_pairs)
         rows[name] = folder
 
-    fuse("full K=3", model, 3, priors)
-    fuse("full K=1", model, 1, priors)
+    if not args.skip_retrain:  # first, so they can run while the shipped rows are still being fused
+        s2 = cfg["stage2"]
+        denoiser = Path(s2.get("denoiser_checkpoint") or Path(s2["run_dir"]) / "denoiser" / "checkpoint.pt")
+        retrained = {name: retrain_head(args.config, out / name.replace(" ", "_"), extra, args.retrain_iters,
+                                        denoiser, args.nproc) for name, extra in RETRAINED.items()}
+    for label, steps, reuse in (("full K=3", 3, args.reuse_k3), ("full K=1", 1, args.reuse_k1)):
+        if reuse:  # the same weights already fused by training.evaluate_weights
+            rows[label] = Path(reuse)
+        else:
+            fuse(label, model, steps, priors)
     fuse("without Stage II (F1)", model, None, priors)
     fuse("without priors at inference, K=1", model, 1, ZeroPriors())
     if not args.skip_retrain:
-        s2 = cfg["stage2"]
-        denoiser = Path(s2.get("denoiser_checkpoint") or Path(s2["run_dir"]) / "denoiser" / "checkpoint.pt")
-        for name, extra in RETRAINED.items():
-            weights = retrain_head(args.config, out / name.replace(" ", "_"), extra, args.retrain_iters,
-                                   denoiser, args.nproc)
+        for name, weights in retrained.items():
             variant, _ = load_weights(weights)
             fuse(f"{name}, K=1", variant, 1, ZeroPriors() if "without priors" in name else priors)
 
@@ -117,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "all-zero prior maps (in training too for the retrained row).",
         "",
         format_markdown_table(by_label),
-        f"Command: `python -m training.ablations --config {args.config} --weights {args.weights} "
-        f"--retrain-iters {args.retrain_iters}" + (f" --max-pairs {args.max_pairs}" if args.max_pairs else "") + "`",
+        "Command: `python -m training.ablations " + shlex.join(sys.argv[1:] if argv is None else argv) + "`",
         "",
     ]
     table = Path(args.table)
