@@ -373,6 +373,8 @@ def check_targets(rows: list[dict[str, Any]], config: BenchConfig) -> list[dict[
     targets = []
     on_gpu = config.device.startswith("cuda")
     for row in rows:
+        if row["speedup_vs_torch"] != row["speedup_vs_torch"]:  # NaN: torch not in this run
+            continue
         if row["backend"] == "onnxruntime" and not on_gpu:
             targets.append(
                 {
