@@ -6,7 +6,6 @@ top to bottom as one plain loop.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import os
@@ -324,7 +323,3 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def autocast(device: torch.device, enabled: bool):
     """Mixed precision on CUDA only (float16 + GradScaler); CPU runs stay in float32."""
     return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled and device.type == "cuda")
-
-
-def deep_copy(config: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(config)

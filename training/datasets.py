@@ -165,13 +165,14 @@ class PairSource:
         report: ProblemReport | None = None,
         max_pairs: int | None = None,
     ) -> None:
+        folders = [Path(f) for f in folders]
         self.report = report or ProblemReport()
         self.max_side = max_side
         self.pairs, self.arrays = usable_pairs(folders, self.report, max_side, keep_arrays=cache_in_memory)
         if max_pairs is not None:
             self.pairs = self.pairs[:max_pairs]
         if not self.pairs:
-            raise ValueError(f"no usable IR/VIS pairs in {list(folders)}")
+            raise ValueError(f"no usable IR/VIS pairs in {[str(f) for f in folders]}")
         self.priors = priors
         if priors is not None:
             priors.prepare(self.pairs, self.load)

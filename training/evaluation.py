@@ -17,7 +17,6 @@ from sgdfuse_ros.imaging import write_rgb
 from sgdfuse_ros.models.sgdfuse import pad_to_multiple
 from training.common import to_uint8_image
 from training.datasets import FullFramePairs, PairSource
-from training.priors import ZeroPriors
 
 
 @torch.no_grad()
@@ -109,5 +108,4 @@ def val_priors(priors_config: dict[str, Any], device: str) -> Any:
     """Priors for full-size validation frames (cached separately from the resized training ones)."""
     from training.priors import build_prior_cache
 
-    cache = build_prior_cache(priors_config, max_side=0, device=device, progress=False)
-    return cache if not isinstance(cache, ZeroPriors) else ZeroPriors()
+    return build_prior_cache(priors_config, max_side=0, device=device, progress=False)

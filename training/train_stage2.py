@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from sgdfuse_ros.model_io import load_weights, save_weights
 from sgdfuse_ros.models.color import rgb_to_ycbcr, with_luminance
-from sgdfuse_ros.models.sgdfuse import SGDFuse
+from sgdfuse_ros.models.sgdfuse import PRESETS, SGDFuse
 from training import evaluation
 from training.common import (
     Dist,
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- Stage I weights (frozen) and the rest of the model as the config builds it
     model, stage1_meta = load_weights(s2["stage1_weights"])
-    if model.config.to_dict() != _preset_dict(cfg["model"]):
+    if model.config.to_dict() != PRESETS[cfg["model"]]().to_dict():
         LOG.warning("stage1 weights config differs from preset %r; using the weights' config", cfg["model"])
     model = model.to(device)
 
@@ -331,12 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _preset_dict(name: str) -> dict[str, Any]:
-    from sgdfuse_ros.models.sgdfuse import PRESETS
-
-    return PRESETS[name]().to_dict()
-
-
 def build_metadata(
     cfg: dict[str, Any], stage1_meta: dict[str, Any], records: dict[str, Any], source: PairSource,
     priors: Any, device: torch.device, dist_info: Dist, command: str,
@@ -355,7 +349,7 @@ def build_metadata(
         "training_config": cfg.get("config_file"),
         "stages_trained": ["stage1", "stage2"],
         "default_steps": int(s2.get("default_steps", 1)),
-        "timesteps": {str(k): list(v) for k, v in SGDFuse_timesteps(cfg).items()},
+        "timesteps": {str(k): list(v) for k, v in PRESETS[cfg["model"]]().timesteps.items()},
         "prior_backend": priors.name,
         "prior_settings": prior_settings,
         "prior_note": (
@@ -372,12 +366,6 @@ def build_metadata(
         "stage1": stage1_meta.get("stage1", {}),
         "stage2": stage2_record,
     }
-
-
-def SGDFuse_timesteps(cfg: dict[str, Any]) -> dict[int, tuple[int, ...]]:  # noqa: N802
-    from sgdfuse_ros.models.sgdfuse import PRESETS
-
-    return PRESETS[cfg["model"]]().timesteps
 
 
 def evaluate_stage2(model: SGDFuse, cfg: dict[str, Any], out: Path, device: torch.device) -> dict[str, Any]:
