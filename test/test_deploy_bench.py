@@ -37,24 +37,25 @@ def test_tiny_bench_reports_every_case_and_unavailable_backends(tmp_path):
         width=48,
         steps=[1, 2],
         backends=["torch", "tensorrt"],
-        frames=2,
+        frames=1,
         rounds=2,
         warmup=1,
         prior="classical",
-        prior_every=[1, 3],
-        stream_seconds=0.2,
+        prior_every=[3],
+        stream_seconds=0.1,
         allow_untrained=True,
         engine_dir=str(tmp_path),
     )
     report = run_bench(config)
     assert {(r["backend"], r["steps"], r["prior_every"]) for r in report["latency"]} == {
-        ("torch", k, n) for k in (1, 2) for n in (1, 3)
+        ("torch", 1, 3),
+        ("torch", 2, 3),
     }
     row = report["latency"][0]
-    assert row["frames"] == 4 and row["speedup_vs_torch"] == 1.0 and row["fps"] > 0
+    assert row["frames"] == 2 and row["speedup_vs_torch"] == 1.0 and row["fps"] > 0
     assert 0 < row["stage1_ms"] < row["total_ms"] and 0 < row["stage2_ms"] < row["total_ms"]
     assert "tensorrt" in report["unavailable"]  # no CUDA here: a row, not a crash
-    assert len(report["stream"]) == 4 and report["stream"][0]["input_frames"] == 6
+    assert len(report["stream"]) == 2 and report["stream"][0]["input_frames"] == 3
     text = format_tables(report)
     assert "| torch | 2 | classical (3) |" in text and "unavailable" in text
     json.dumps(report, default=str)
