@@ -235,7 +235,20 @@ class FusionPipeline:
             return TorchRunner(self.model, self.device, fp16)
         from .deploy import make_runner  # only deploy/ knows onnxruntime and tensorrt
 
-        return make_runner(backend, self.model, self.device, fp16=fp16, engine_dir=engine_dir)
+        runner = make_runner(backend, self.model, self.device, fp16=fp16, engine_dir=engine_dir)
+        if self.priors.name == "sam":
+            # SAM runs on the same runtime as the fusion networks. On TensorRT this builds missing
+            # SAM engines now: build them offline with `sgdfuse export --engines` first.
+            from .deploy.sam_runtime import install_sam_runtime
+
+            install_sam_runtime(
+                self.priors,
+                backend,
+                self.device,
+                fp16=self.device.startswith("cuda") if fp16 is None else fp16,
+                engine_dir=engine_dir,
+            )
+        return runner
 
     def _check_steps(self, steps: int) -> int:
         if steps not in self.supported_steps:
