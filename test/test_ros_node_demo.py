@@ -27,3 +27,16 @@ def test_run_node_demo_small(tmp_path: Path) -> None:
     assert int(results["node_diagnostics"]["fused"]) == 3
     assert any("latency" in line and "p95" in line for line in lines)
     assert "allow_untrained is true" in Path(results["node_log"]).read_text()
+
+
+def test_run_node_demo_full_size_frames_arrive(tmp_path: Path) -> None:
+    """README's demo size: a 640×480 rgb8 frame (0.9 MB) is larger than Fast DDS's shared-memory
+    segment, and a best-effort subscription silently lost every one of them."""
+    from sgdfuse_ros.ros.demo_node import run_node_demo
+
+    results = run_node_demo(
+        tmp_path, num_frames=2, height=480, width=640, frame_timeout=60.0, log=lambda _: None
+    )
+    assert results["frames_published"] == 2 and results["frames_fused"] == 2
+    frames = sorted((tmp_path / "node_fused").glob("fused_*.png"))
+    assert cv2.imread(str(frames[0])).shape == (480, 640, 3)

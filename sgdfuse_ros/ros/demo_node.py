@@ -101,6 +101,10 @@ def run_node_demo(
             "prior.backend": prior_backend,
             "prior.sam_model_type": sam_model_type,
             "allow_untrained": bool(allow_untrained),
+            # The replay publishes reliably. A best-effort subscription (sensor_data) loses
+            # every fragment of a frame larger than Fast DDS's shared-memory segment (~0.5 MB:
+            # a 640×480 rgb8 image), so the demo subscribes reliably to get every frame.
+            "input_qos": "reliable",
         }
     )
     if weights:
