@@ -191,6 +191,18 @@ class BagReplayer:
             self._publish_clock(bag_now)
             stop.wait(min(self.clock_period, due - now))
 
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until reliable subscribers acknowledged everything published.
+
+        A process that exits right after its last publish loses the messages still in flight.
+        """
+        from rclpy.duration import Duration
+
+        return all(
+            publisher.wait_for_all_acked(Duration(seconds=timeout_s))
+            for publisher in self._publishers.values()
+        )
+
     def destroy(self) -> None:
         for publisher in self._publishers.values():
             self.node.destroy_publisher(publisher)
@@ -225,6 +237,8 @@ def replay_bag_cli(
             node.get_logger().warning("not every image topic has a subscriber; playing anyway")
         node.get_logger().info(f"replaying {bag}: " + ", ".join(replayer.topics))
         report = replayer.play(loops=loops)
+        if not replayer.flush():
+            node.get_logger().warning("some subscribers did not acknowledge the last messages")
         node.get_logger().info(f"published {report.messages} messages in {report.loops} loop(s)")
     except KeyboardInterrupt:
         pass
