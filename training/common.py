@@ -131,7 +131,10 @@ def local_device(device: torch.device, info: Dist) -> torch.device:
 
 
 def cleanup_distributed() -> None:
+    """Leave the process group together: a rank that tears gloo down while another still
+    writes its files can abort the whole job (seen as 'terminate called' at exit)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
