@@ -90,7 +90,7 @@ class TorchRunner:
             f1 = model.stage1(tensors[0], tensors[1])
             self._sync()
             t1 = time.perf_counter()
-            fused = model.stage2(f1, tensors[2], tensors[3], tensors[1], steps)
+            fused = model.stage2(f1, tensors[2], tensors[3], tensors[0], tensors[1], steps)
             self._sync()
             t2 = time.perf_counter()
         to_np = lambda x: x[..., :h, :w].float().cpu().numpy()  # noqa: E731

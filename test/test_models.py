@@ -96,10 +96,17 @@ def test_hfah_starts_as_identity_to_f1_and_learns():
     head = HFAH([16, 8], steps=2, width=8)
     feats = [torch.randn(1, 32, 4, 4), torch.randn(1, 16, 8, 8)]
     y1 = torch.rand(1, 1, 8, 8) * 0.9 + 0.05
-    out = head(feats, y1)
+    ir, vis_y = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8)
+    out = head(feats, y1, ir, vis_y)
     assert out.shape == y1.shape and torch.allclose(out, y1, atol=1e-5)
-    (out - 1).abs().mean().backward()
+    target = torch.maximum(ir, vis_y)
+    (out - target).abs().mean().backward()
     assert head.out.weight.grad.abs().sum() > 0
+    torch.optim.SGD(head.parameters(), lr=0.1).step()
+    head.zero_grad()
+    (head(feats, y1, ir, vis_y) - target).abs().mean().backward()
+    # Once the output conv is non-zero, the refinement learns from the source channels too.
+    assert head.refine[0].weight.grad[:, -2:].abs().sum() > 0
 
 
 def test_noise_schedules():

@@ -86,7 +86,12 @@ def test_unet_and_head_graphs_match_torch_stage2(model, exported, steps):
         i0 = model.make_i0(f1, torch.from_numpy(m_ir), torch.from_numpy(m_vis))
         expected_features = model.diffusion_features(i0, steps)
         expected = model.stage2(
-            f1, torch.from_numpy(m_ir), torch.from_numpy(m_vis), torch.from_numpy(vis), steps
+            f1,
+            torch.from_numpy(m_ir),
+            torch.from_numpy(m_vis),
+            torch.from_numpy(ir),
+            torch.from_numpy(vis),
+            steps,
         )
     feed = {"f1": f1.numpy(), "m_ir": m_ir, "m_vis": m_vis}
     feed.update({k: v.numpy() for k, v in DiffusionInputs(model).for_frame(steps, h, w).items()})
@@ -95,7 +100,7 @@ def test_unet_and_head_graphs_match_torch_stage2(model, exported, steps):
     for got, want in zip(features, expected_features, strict=True):
         np.testing.assert_allclose(got, want.numpy(), atol=ATOL, rtol=1e-4)
     head_feed = dict(zip(graphs.feature_names(len(features)), features, strict=True))
-    head_feed.update(f1=f1.numpy(), vis=vis)
+    head_feed.update(f1=f1.numpy(), vis=vis, ir=ir)
     (fused,) = session(exported, graphs.head_graph_name(steps)).run(None, head_feed)
     np.testing.assert_allclose(fused, expected.numpy(), atol=ATOL, rtol=0)
 

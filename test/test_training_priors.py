@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from training_helpers import write_pair_folder
 
 from sgdfuse_ros.semantics import ClassicalPriorBackend
@@ -51,11 +52,17 @@ def test_priors_are_cached_and_invalidated(tmp_path: Path) -> None:
     recorded = {json.loads((f / "backend.json").read_text())["settings"]["ir_z_threshold"] for f in folders}
     assert recorded == {2.0, 3.0}
 
-    touched = source.pairs[1].ir  # a source file changes → only its entry is recomputed
+    touched = source.pairs[1].ir  # a copied or touched dataset keeps its cache …
     os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
     third = CountingBackend()
     PairSource([root], priors=PriorCache(third, tmp_path / "cache", progress=False))
-    assert third.calls == 1
+    assert third.calls == 0
+
+    edited = np.array(Image.open(touched))  # … an edited source image recomputes only its entry
+    Image.fromarray(255 - edited).save(touched)
+    fourth = CountingBackend()
+    PairSource([root], priors=PriorCache(fourth, tmp_path / "cache", progress=False))
+    assert fourth.calls == 1
 
 
 def test_zero_priors_for_the_no_prior_ablation(tmp_path: Path) -> None:

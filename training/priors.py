@@ -5,8 +5,8 @@ checkpoint is configured, with the classical backend otherwise — and stored un
 ``<cache_dir>/<backend>-<settings hash>/``. The backend name and its full settings (plus the
 dataset ``max_side``, which changes the image the priors are computed on) are written to
 ``backend.json`` in that folder; changing any of them selects a new folder, so stale priors are
-never reused. Each entry also records the size and mtime of its two source files and is
-recomputed when a source file changes.
+never reused. Each entry also records a hash of the loaded pair's pixels and is recomputed
+when an image changes (a copied or touched dataset keeps its cache).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,14 @@ from training.datasets import PairFiles
 LOG = logging.getLogger("sgdfuse_ros.training")
 
 
-def _signature(pair: PairFiles) -> str:
-    parts = []
-    for path in (pair.ir, pair.vi):
-        st = path.stat()
-        parts.append(f"{st.st_size}:{st.st_mtime_ns}")
-    return "|".join(parts)
+def _signature(ir: np.ndarray, vis: np.ndarray) -> str:
+    """Content hash of the loaded pair: a copied or touched dataset keeps its cache, an edited
+    or resized image does not."""
+    digest = hashlib.blake2b(digest_size=16)
+    for image in (ir, vis):
+        digest.update(str(image.shape).encode())
+        digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
 
 
 def _to_u8(m: np.ndarray) -> np.ndarray:
@@ -79,7 +82,7 @@ class PriorCache:
 
     def _read_or_compute(self, pair: PairFiles, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         path = self.entry_path(pair)
-        signature = _signature(pair)
+        signature = _signature(ir, vis)
         if path.is_file():
             try:
                 with np.load(path) as data:
@@ -89,7 +92,7 @@ class PriorCache:
                 LOG.warning("prior cache entry %s is unreadable; recomputing", path)
         m_ir, m_vis = self.backend.compute(ir.astype(np.float32) / 255.0, vis)
         m_ir8, m_vis8 = _to_u8(m_ir), _to_u8(m_vis)
-        tmp = path.with_name(path.name + ".tmp.npz")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")  # ranks may race on an entry
         np.savez_compressed(tmp, m_ir=m_ir8, m_vis=m_vis8, signature=np.array(signature))
         tmp.replace(path)
         return m_ir8, m_vis8

@@ -90,14 +90,20 @@ class HeadsForward(nn.Module):
         self.steps = steps
         self.finetune_unet = finetune_unet
 
-    def forward(self, f1: torch.Tensor, m_ir: torch.Tensor, m_vis: torch.Tensor) -> list[torch.Tensor]:
+    def forward(
+        self,
+        f1: torch.Tensor,
+        m_ir: torch.Tensor,
+        m_vis: torch.Tensor,
+        ir: torch.Tensor,
+        vis: torch.Tensor,
+    ) -> list[torch.Tensor]:
         i0 = self.model.make_i0(f1, m_ir, m_vis)
-        f1_y = rgb_to_ycbcr(f1)[:, :1]
         outputs = []
         for k in self.steps:
             with torch.set_grad_enabled(self.finetune_unet and torch.is_grad_enabled()):
                 features = self.model.diffusion_features(i0, k)
-            outputs.append(self.model.heads[str(k)](features, f1_y))
+            outputs.append(self.model.head_luminance(k, features, f1, ir, vis))
         return outputs
 
 
@@ -213,7 +219,7 @@ def run_phase(
             else:
                 vis_y = rgb_to_ycbcr(b["vis"])[:, :1]
                 losses = []
-                for k, y in zip(steps, trained(f1, b["m_ir"], b["m_vis"]), strict=True):
+                for k, y in zip(steps, trained(f1, b["m_ir"], b["m_vis"], b["ir"], b["vis"]), strict=True):
                     fused_y = rgb_to_ycbcr(with_luminance(y.float(), b["vis"]))[:, :1]
                     loss_k, _ = masked_fusion_loss(
                         fused_y, b["ir"], vis_y, b["m_ir"], b["m_vis"], float(lcfg["lambda_intensity"]),
@@ -285,15 +291,20 @@ def main(argv: list[str] | None = None) -> int:
         LOG.warning("stage1 weights config differs from preset %r; using the weights' config", cfg["model"])
     model = model.to(device)
 
-    # ---- data with cached priors (computed once, on rank 0 first so ranks do not race)
+    # ---- data with cached priors (computed once, by rank 0 first so ranks do not race)
     max_side = int(dcfg.get("max_side", 0))
+
+    def prior_source(progress: bool) -> tuple[Any, PairSource]:
+        cache = build_prior_cache(cfg["priors"], max_side, str(device), progress=progress)
+        source = PairSource(dcfg["train"], max_side, bool(dcfg.get("cache_in_memory", True)), cache)
+        return cache, source  # PairSource reads or computes every pair's priors
+
     if dist_info.is_main:
-        priors = build_prior_cache(cfg["priors"], max_side, str(device))
+        priors, train_source = prior_source(progress=True)
     if dist_info.world_size > 1:
         torch.distributed.barrier()
     if not dist_info.is_main:
-        priors = build_prior_cache(cfg["priors"], max_side, str(device), progress=False)
-    train_source = PairSource(dcfg["train"], max_side, bool(dcfg.get("cache_in_memory", True)), priors)
+        priors, train_source = prior_source(progress=False)
     train_set = RandomCropPairs(train_source, int(dcfg["crop"]), bool(dcfg.get("vertical_flip", False)))
     mosaic_frames = None
     if dist_info.is_main and dcfg.get("val") and int(dcfg.get("val_mosaic_pairs", 0)) > 0:

@@ -27,7 +27,7 @@ from ..errors import BackendUnavailableError
 from . import names
 
 LOG = logging.getLogger("sgdfuse_ros")
-EXPORT_FORMAT = 1  # bump whenever graphs.py changes what a file contains
+EXPORT_FORMAT = 2  # bump whenever graphs.py changes what a file contains
 OPSET = 17  # supported by ONNX Runtime ≥ 1.14 and TensorRT ≥ 8.6
 PRECISIONS = ("fp32", "fp16")  # TensorRT engine precisions; the ONNX files are always fp32
 TRACE_HW = (64, 96)  # small, non-square: traced shapes must not leak into the graphs
@@ -231,11 +231,11 @@ def export_fusion_onnx(model: Any, out_dir: str | Path) -> FusionOnnx:
         head_path = out / f"{name}.onnx"
         head_axes = {
             **{n: {2: f"{n}_height", 3: f"{n}_width"} for n in feature_names},
-            **_spatial(("f1", "vis") + graphs.HEAD_OUTPUTS),
+            **_spatial(("f1", "vis", "ir") + graphs.HEAD_OUTPUTS),
         }
         _export_graph(
             graphs.HeadGraph(model, steps),
-            (*features, f1, vis),
+            (*features, f1, vis, ir),
             head_path,
             inputs,
             graphs.HEAD_OUTPUTS,

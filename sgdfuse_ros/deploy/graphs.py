@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models.color import rgb_to_ycbcr, with_luminance
+from ..models.color import with_luminance
 from .names import (  # noqa: F401  (re-exported: the runners bind by these names)
     HEAD_OUTPUTS,
     SAM_DECODER_INPUTS,
@@ -79,15 +79,16 @@ class DiffusionFeaturesGraph(nn.Module):
 
 
 class HeadGraph(nn.Module):
-    """HFAH of one K plus the visible chroma: (features…, F1, VIS) → fused RGB 1×3×H×W."""
+    """HFAH of one K plus the visible chroma: (features…, F1, VIS, IR) → fused RGB 1×3×H×W."""
 
     def __init__(self, model: Any, steps: int) -> None:
         super().__init__()
-        self.head = model.heads[str(steps)]
+        self.model = model
+        self.steps = steps
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        *features, f1, vis = inputs
-        y = self.head(list(features), rgb_to_ycbcr(f1)[:, :1])
+        *features, f1, vis, ir = inputs
+        y = self.model.head_luminance(self.steps, list(features), f1, ir, vis)
         return with_luminance(y, vis)
 
 

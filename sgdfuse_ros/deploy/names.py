@@ -18,7 +18,7 @@ def feature_names(num_levels: int) -> tuple[str, ...]:
 
 
 def head_inputs(num_levels: int) -> tuple[str, ...]:
-    return (*feature_names(num_levels), "f1", "vis")
+    return (*feature_names(num_levels), "f1", "vis", "ir")
 
 
 HEAD_OUTPUTS = ("fused",)

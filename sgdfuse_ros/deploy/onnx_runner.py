@@ -127,15 +127,16 @@ class OnnxRuntimeRunner:
         hp, wp = ir_p.shape[-2:]
         vis_v = self._value(vis_p)
         t0 = time.perf_counter()
+        ir_v = self._value(ir_p)
         (f1,) = self.stage1.run_with_ort_values(
-            list(graphs.STAGE1_OUTPUTS), {"ir": self._value(ir_p), "vis": vis_v}
+            list(graphs.STAGE1_OUTPUTS), {"ir": ir_v, "vis": vis_v}
         )
         t1 = time.perf_counter()
         feed = {"f1": f1, "m_ir": self._value(m_ir_p), "m_vis": self._value(m_vis_p)}
         feed.update(self._diffusion_values(steps, hp, wp))
         features = self.unet.run_with_ort_values(list(self.feature_names), feed)
         head_feed = dict(zip(self.feature_names, features, strict=True))
-        head_feed.update(f1=f1, vis=vis_v)
+        head_feed.update(f1=f1, vis=vis_v, ir=ir_v)
         (fused,) = self.heads[steps].run_with_ort_values(list(graphs.HEAD_OUTPUTS), head_feed)
         fused_np = fused.numpy()[..., :h, :w]
         t2 = time.perf_counter()

@@ -67,6 +67,7 @@ def graph_profiles(
             *features,
             ProfileEntry.fixed("f1", image(3)),
             ProfileEntry.fixed("vis", image(3)),
+            ProfileEntry.fixed("ir", image(1)),
         ),
     }
 
@@ -380,7 +381,7 @@ class TensorRTRunner:
                 **self._frame_inputs(steps, hp, wp),
             }
             features = unet(torch, feeds, stream)
-            fused = head(torch, {**features, "f1": f1, "vis": vis_d}, stream)["fused"]
+            fused = head(torch, {**features, "f1": f1, "vis": vis_d, "ir": ir_d}, stream)["fused"]
             end.record(stream)
             fused_host = fused[..., :h, :w].cpu()  # the one device → host copy that waits
             f1_host = f1[..., :h, :w].cpu()

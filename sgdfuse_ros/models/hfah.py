@@ -6,6 +6,10 @@ attention chooses per pixel how much each level contributes, and 3×3 convolutio
 produce the output. The head refines F1 rather than drawing from scratch: the Tanh acts on a
 correction added to F1's luminance in the pre-Tanh domain, and the last conv starts at zero,
 so an untrained head returns F1 exactly.
+
+The refinement convolutions also see the two source luminances (IR and visible Y). The head's
+loss pulls towards ``max(I_ir, Y_vis)`` inside the priors; from F1 and the diffusion features
+alone (both computed from F1) the head could only guess how far F1 sits below that target.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class HFAH(nn.Module):
         levels = len(decoder_channels)
         self.level_attention = nn.Conv2d(levels * width, levels, 3, padding=1)
         self.refine = nn.Sequential(
-            nn.Conv2d(width + 1, width, 3, padding=1),
+            nn.Conv2d(width + 3, width, 3, padding=1),
             nn.GELU(),
             nn.Conv2d(width, width, 3, padding=1),
             nn.GELU(),
@@ -34,8 +38,15 @@ class HFAH(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, features: list[torch.Tensor], f1_luminance: torch.Tensor) -> torch.Tensor:
-        """``features[l]``: B×(K·C_l)×h_l×w_l; ``f1_luminance``: B×1×H×W in [0, 1] → B×1×H×W in [0, 1]."""
+    def forward(
+        self,
+        features: list[torch.Tensor],
+        f1_luminance: torch.Tensor,
+        ir: torch.Tensor,
+        vis_luminance: torch.Tensor,
+    ) -> torch.Tensor:
+        """``features[l]``: B×(K·C_l)×h_l×w_l; ``f1_luminance``, ``ir``, ``vis_luminance``:
+        B×1×H×W in [0, 1] → fused luminance B×1×H×W in [0, 1]."""
         size = f1_luminance.shape[-2:]
         levels = [
             F.interpolate(proj(f), size=size, mode="bilinear", align_corners=False)
@@ -44,6 +55,8 @@ class HFAH(nn.Module):
         stacked = torch.stack(levels, dim=1)  # B×L×D×H×W
         weights = self.level_attention(torch.cat(levels, dim=1)).softmax(dim=1)
         merged = (stacked * weights.unsqueeze(2)).sum(dim=1)
-        correction = self.out(self.refine(torch.cat([merged, f1_luminance], dim=1)))
+        correction = self.out(
+            self.refine(torch.cat([merged, f1_luminance, ir, vis_luminance], dim=1))
+        )
         base = torch.atanh((2 * f1_luminance - 1).clamp(-0.999, 0.999))
         return 0.5 * (torch.tanh(base + correction) + 1)

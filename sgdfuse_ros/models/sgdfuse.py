@@ -145,20 +145,35 @@ class SGDFuse(nn.Module):
         b = i0.shape[0]
         return [f.reshape(steps, b, *f.shape[1:]).transpose(0, 1).flatten(1, 2) for f in features]
 
+    def head_luminance(
+        self,
+        steps: int,
+        features: list[torch.Tensor],
+        f1: torch.Tensor,
+        ir: torch.Tensor,
+        vis_rgb: torch.Tensor,
+    ) -> torch.Tensor:
+        """The K-step head on the diffusion features, F1 and the two sources → fused Y."""
+        if str(steps) not in self.heads:
+            raise ValueError(f"no HFAH head for K={steps}; supported: {self.supported_steps}")
+        return self.heads[str(steps)](
+            features, rgb_to_ycbcr(f1)[:, :1], ir, rgb_to_ycbcr(vis_rgb)[:, :1]
+        )
+
     def stage2(
         self,
         f1: torch.Tensor,
         m_ir: torch.Tensor,
         m_vis: torch.Tensor,
+        ir: torch.Tensor,
         vis_rgb: torch.Tensor,
         steps: int,
     ) -> torch.Tensor:
-        """Refined fused RGB from F1 and the priors (inputs already padded)."""
+        """Refined fused RGB from F1, the priors and the sources (inputs already padded)."""
         if str(steps) not in self.heads:
             raise ValueError(f"no HFAH head for K={steps}; supported: {self.supported_steps}")
         features = self.diffusion_features(self.make_i0(f1, m_ir, m_vis), steps)
-        y = self.heads[str(steps)](features, rgb_to_ycbcr(f1)[:, :1])
-        return with_luminance(y, vis_rgb)
+        return with_luminance(self.head_luminance(steps, features, f1, ir, vis_rgb), vis_rgb)
 
     def forward(
         self,
@@ -173,5 +188,5 @@ class SGDFuse(nn.Module):
         m = self.config.unet.size_multiple
         ir, vis_rgb, m_ir, m_vis = (pad_to_multiple(x, m) for x in (ir, vis_rgb, m_ir, m_vis))
         f1 = self.stage1(ir, vis_rgb)
-        fused = self.stage2(f1, m_ir, m_vis, vis_rgb, steps)
+        fused = self.stage2(f1, m_ir, m_vis, ir, vis_rgb, steps)
         return fused[..., :h, :w], f1[..., :h, :w]
