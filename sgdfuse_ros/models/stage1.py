@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .color import rgb_to_ycbcr, with_luminance
+from .norm import GroupNorm
 
 
 @dataclass
@@ -32,11 +33,11 @@ class Stage1Config:
 
 
 class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channel axis of a B×C×H×W map."""
+    """Normalisation over the whole C×H×W map of each sample (GroupNorm with one group)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(1, channels)
+        self.norm = GroupNorm(1, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x)

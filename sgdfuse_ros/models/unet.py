@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .norm import GroupNorm
+
 
 @dataclass
 class UNetConfig:
@@ -55,10 +57,10 @@ class ResBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, emb_dim: int, groups: int, dropout: float) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(math.gcd(groups, cin), cin)
+        self.norm1 = GroupNorm(math.gcd(groups, cin), cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, cout)
-        self.norm2 = nn.GroupNorm(math.gcd(groups, cout), cout)
+        self.norm2 = GroupNorm(math.gcd(groups, cout), cout)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
@@ -75,7 +77,7 @@ class SelfAttention(nn.Module):
 
     def __init__(self, channels: int, groups: int) -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(math.gcd(groups, channels), channels)
+        self.norm = GroupNorm(math.gcd(groups, channels), channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -140,7 +142,7 @@ class DenoisingUNet(nn.Module):
                 self.upsamples.append(nn.Conv2d(w, widths[i - 1], 3, padding=1))
             cin = w if i == 0 else widths[i - 1]
         self.out = nn.Sequential(
-            nn.GroupNorm(math.gcd(cfg.groups, base), base),
+            GroupNorm(math.gcd(cfg.groups, base), base),
             nn.SiLU(),
             nn.Conv2d(base, cfg.in_channels, 3, padding=1),
         )
