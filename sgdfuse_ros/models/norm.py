@@ -4,10 +4,10 @@ torch's CPU kernel for channels-last GroupNorm accumulates the group statistics 
 loses precision on large groups: over a 640×480×8 group with a mean of 5 it is off by 3e-3
 with two threads and 3e-2 with one (NCHW: 5e-7). The fused images then depend on
 ``torch.set_num_threads`` by up to several grey levels. The inference path runs channels-last
-(oneDNN's fast convolutions), so this norm takes its statistics in two passes with torch's
-per-channel reductions and averages them over each group. Parameters and state-dict keys are
-``nn.GroupNorm``'s, so weights load either way; the ONNX export is plain ReduceMean / Sub /
-Mul / Sqrt nodes that every runtime executes in full precision.
+(oneDNN's fast convolutions), so for channels-last input this norm takes its statistics in two
+passes with torch's per-channel reductions and averages them over each group. Contiguous
+(NCHW) input, where torch's kernel is exact, keeps that kernel: training and ONNX export run
+exactly the operations they always did. Parameters and state-dict keys are ``nn.GroupNorm``'s.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ class GroupNorm(nn.GroupNorm):
         return grouped.expand(b, g, c // g).reshape(b, c, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_contiguous():
+            return super().forward(x)
         c = x.shape[1]
         mean = self._group_mean(x.mean(dim=(2, 3), keepdim=True))
         var = self._group_mean((x - mean).square().mean(dim=(2, 3), keepdim=True))
