@@ -52,9 +52,12 @@ class HFAH(nn.Module):
             F.interpolate(proj(f), size=size, mode="bilinear", align_corners=False)
             for proj, f in zip(self.project, features, strict=True)
         ]
-        stacked = torch.stack(levels, dim=1)  # B×L×D×H×W
-        weights = self.level_attention(torch.cat(levels, dim=1)).softmax(dim=1)
-        merged = (stacked * weights.unsqueeze(2)).sum(dim=1)
+        logits = self.level_attention(torch.cat(levels, dim=1))  # B×L×H×W
+        # Softmax over levels written out: runtimes run these ops in place, where a Softmax on
+        # axis 1 is transposed to the last axis and back (ONNX Runtime: 15 % of the head).
+        exp = (logits - logits.amax(dim=1, keepdim=True)).exp()
+        weights = exp / exp.sum(dim=1, keepdim=True)
+        merged = sum(level * weights[:, i : i + 1] for i, level in enumerate(levels))
         correction = self.out(
             self.refine(torch.cat([merged, f1_luminance, ir, vis_luminance], dim=1))
         )
