@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from .memory import retain_freed_memory
+
 LOG = logging.getLogger("sgdfuse_ros")
 Frame = tuple[np.ndarray, np.ndarray]
 
@@ -330,6 +332,17 @@ def quality_table(
     return rows
 
 
+def cpu_model() -> str:
+    """The CPU's model name where Linux reports it (``platform.processor`` is often empty)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(config: BenchConfig, pipelines: dict[str, Any]) -> dict[str, Any]:
     import os
 
@@ -338,9 +351,11 @@ def environment(config: BenchConfig, pipelines: dict[str, Any]) -> dict[str, Any
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # Whether freed activations are reused (see sgdfuse_ros.memory); it halves torch's CPU time.
+        "malloc_retains_freed": retain_freed_memory(),
     }
     if config.device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name()
@@ -424,7 +439,8 @@ def format_tables(report: dict[str, Any]) -> str:
     cfg = report["config"]
     device = (
         env.get("gpu")
-        or f"{env['cpu']} ({env['cpu_count']} CPUs, {env['torch_threads']} torch threads)"
+        or f"{env['cpu']} ({env['cpu_count']} CPUs, {env['torch_threads']} torch threads, "
+        f"malloc {'keeps' if env.get('malloc_retains_freed') else 'returns'} freed memory)"
     )
     lines = [
         f"Device {cfg['device']}: {device}; {cfg['width']}x{cfg['height']}; "

@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import BackendUnavailableError, InputError, WeightsError
 from .imaging import ir_to_unit
+from .memory import retain_freed_memory
 from .model_io import DEFAULT_WEIGHTS, RETRAIN_HINT, load_weights, untrained_model
 
 LOG = logging.getLogger("sgdfuse_ros")
@@ -176,6 +177,7 @@ class FusionPipeline:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if prior_refresh_every < 1:
             raise ValueError("prior_refresh_every must be >= 1")
+        retain_freed_memory()  # CPU frames otherwise fault in their activations anew each time
         self.device = device
         self.resize_mismatched = resize_mismatched
         self.prior_refresh_every = prior_refresh_every

@@ -52,6 +52,23 @@ def test_stage1_blocks_keep_shape_and_pass_gradients(block, inputs):
     assert _grad_ok(block)
 
 
+@pytest.mark.parametrize("channels", [8, 16])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_msfem_inference_form_equals_the_trained_branches(channels, memory_format):
+    torch.manual_seed(0)
+    block = MSFEM(channels).to(memory_format=memory_format)
+    for p in block.parameters():  # default init leaves biases small: make every term count
+        torch.nn.init.normal_(p, std=0.5)
+    x = torch.randn(2, channels, 17, 23).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        trained = block.train()(x)
+        merged = block.eval()(x)
+    torch.testing.assert_close(merged, trained, rtol=0, atol=1e-5)
+    reduce_w, _, spatial_w, _ = block.merged_branches()
+    assert reduce_w.shape == (4 * max(channels // 4, 4), channels, 1, 1)
+    assert spatial_w.shape == (len(reduce_w), 1, 7, 7)
+
+
 def test_stage1_outputs_rgb_with_visible_chroma():
     net = Stage1Net(Stage1Config(channels=8))
     ir, vis = torch.rand(2, 1, 20, 24), torch.rand(2, 3, 20, 24)

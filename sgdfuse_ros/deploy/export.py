@@ -27,7 +27,7 @@ from ..errors import BackendUnavailableError
 from . import names
 
 LOG = logging.getLogger("sgdfuse_ros")
-EXPORT_FORMAT = 4  # bump whenever graphs.py changes what a file contains
+EXPORT_FORMAT = 5  # bump whenever graphs.py changes what a file contains
 OPSET = 17  # supported by ONNX Runtime ≥ 1.14 and TensorRT ≥ 8.6
 PRECISIONS = ("fp32", "fp16")  # TensorRT engine precisions; the ONNX files are always fp32
 TRACE_HW = (64, 96)  # small, non-square: traced shapes must not leak into the graphs

@@ -43,11 +43,26 @@ class ChannelLayerNorm(nn.Module):
         return self.norm(x)
 
 
+def _zero_pad_kernel(w: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre a k×k kernel in a size×size one. Concatenated zeros rather than ``F.pad``: the ONNX
+    exporter then knows the kernel's shape, which its Conv needs."""
+    pad = (size - w.shape[-1]) // 2
+    if pad == 0:
+        return w
+    rows = w.new_zeros(*w.shape[:2], pad, w.shape[-1])
+    w = torch.cat([rows, w, rows], dim=2)
+    cols = w.new_zeros(*w.shape[:3], pad)
+    return torch.cat([cols, w, cols], dim=3)
+
+
 class MSFEM(nn.Module):
     """Multi-scale feature enhancement: 1/3/5/7 receptive-field branches, DWConv-Conv1×1-DWConv
     enhancement of their concatenation, and the residual gate ``F_out = F_in + σ(Conv1×1(F_cat))``.
 
     The 3/5/7 branches are depthwise after a 1×1 reduction so a wide receptive field stays cheap.
+    Outside training the four branches run as the one convolution pair they add up to (see
+    ``merged_branches``): the same numbers in two passes over one tensor instead of eight over
+    four thin ones.
     """
 
     def __init__(self, channels: int) -> None:
@@ -69,8 +84,39 @@ class MSFEM(nn.Module):
         )
         self.gate = nn.Conv2d(cat, channels, 1)
 
+    def merged_branches(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The branches as one 1×1 convolution to all branch channels followed by one depthwise
+        7×7 convolution: (1×1 weight, bias, depthwise weight, bias).
+
+        Each branch's depthwise kernel sits zero-padded in the middle of its 7×7 slots and the
+        1×1 branch gets the identity kernel, so only zeros are added to the branches' sums.
+        Gradients flow through the construction, but training keeps the separate branches (the
+        shipped weights reproduce bit for bit that way).
+        """
+        reduce_w = torch.cat([b[0].weight for b in self.branches])
+        reduce_b = torch.cat([b[0].bias for b in self.branches])
+        size = max(b[1].kernel_size[0] for b in self.branches if len(b) == 3)
+        kernels, biases = [], []
+        for b in self.branches:
+            if len(b) == 3:  # 1×1 → depthwise k×k → GELU
+                w, bias = b[1].weight, b[1].bias
+            else:  # 1×1 → GELU: the identity
+                w = torch.ones_like(reduce_w[: b[0].out_channels, :1, :1])
+                bias = torch.zeros_like(b[0].bias)
+            kernels.append(_zero_pad_kernel(w, size))
+            biases.append(bias)
+        return reduce_w, reduce_b, torch.cat(kernels), torch.cat(biases)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cat = torch.cat([b(x) for b in self.branches], dim=1)
+        if self.training:
+            cat = torch.cat([b(x) for b in self.branches], dim=1)
+        else:
+            reduce_w, reduce_b, spatial_w, spatial_b = self.merged_branches()
+            reduced = F.conv2d(x, reduce_w, reduce_b)
+            k = spatial_w.shape[-1]
+            cat = F.gelu(
+                F.conv2d(reduced, spatial_w, spatial_b, padding=k // 2, groups=len(spatial_w))
+            )
         return x + torch.sigmoid(self.gate(self.enhance(cat)))
 
 
