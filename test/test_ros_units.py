@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ import yaml
 from sgdfuse_ros.ros import launch_args
 from sgdfuse_ros.ros.diagnostics import FusionStats, LatencyWindow, RateMeter, ThrottledLog
 from sgdfuse_ros.ros.parameters import DEFAULTS, PARAMETERS, NodeSettings
-from sgdfuse_ros.ros.worker import LatestOnlyWorker
+from sgdfuse_ros.ros.worker import LatestOnlyWorker, run_on_fresh_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -209,3 +211,44 @@ def test_worker_stop_is_prompt() -> None:
     worker = LatestOnlyWorker(lambda item: None)
     started = time.monotonic()
     assert worker.stop(5.0) and time.monotonic() - started < 5.0
+
+
+def test_run_on_fresh_thread_returns_result_and_raises_errors() -> None:
+    caller = threading.get_ident()
+    assert run_on_fresh_thread(lambda: threading.get_ident() != caller, name="t") is True
+    with pytest.raises(ValueError, match="bad weights"):
+        run_on_fresh_thread(lambda: (_ for _ in ()).throw(ValueError("bad weights")), name="t")
+
+
+# Torch work on a thread that ends leaves no OpenMP pool behind; on the calling thread it does
+# (the node loads and warms up its models this way so that only the inference thread's pool
+# competes for the cores).
+POOL_CHECK = """
+import os, time, torch
+from sgdfuse_ros.ros.worker import run_on_fresh_thread
+def threads():
+    return len(os.listdir("/proc/self/task"))
+def parallel_op():
+    return float((torch.ones(4_000_000) * 2).sum())
+base = threads()
+assert run_on_fresh_thread(parallel_op, name="load") == 8_000_000
+deadline = time.monotonic() + 5
+while threads() > base and time.monotonic() < deadline:
+    time.sleep(0.05)
+after_fresh = threads()
+parallel_op()
+print(base, after_fresh, threads())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
+def test_torch_pool_of_a_fresh_thread_goes_with_it() -> None:
+    torch = pytest.importorskip("torch")
+    if torch.get_num_threads() < 2:
+        pytest.skip("one torch thread: no OpenMP pool")
+    out = subprocess.run(
+        [sys.executable, "-c", POOL_CHECK], capture_output=True, text=True, check=True, timeout=120
+    )
+    base, after_fresh, after_main = map(int, out.stdout.split())
+    assert after_fresh == base
+    assert after_main > base

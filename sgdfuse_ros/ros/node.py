@@ -32,6 +32,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from sgdfuse_ros.errors import InputError
+from sgdfuse_ros.memory import retain_freed_memory
 from sgdfuse_ros.ros import image_codec
 from sgdfuse_ros.ros.diagnostics import (
     FusionStats,
@@ -42,7 +43,7 @@ from sgdfuse_ros.ros.diagnostics import (
 from sgdfuse_ros.ros.parameters import PARAMETERS, NodeSettings
 from sgdfuse_ros.ros.qos import ResolvedQos, policy_name, resolve_qos
 from sgdfuse_ros.ros.sync import make_pair_sync, stamp_ns
-from sgdfuse_ros.ros.worker import LatestOnlyWorker
+from sgdfuse_ros.ros.worker import LatestOnlyWorker, run_on_fresh_thread
 
 NODE_NAME = "sgdfuse_fusion"
 THERMAL_TOPIC = "thermal/image_raw"
@@ -151,31 +152,30 @@ class FusionNode(LifecycleNode):
                 "allow_untrained is true: if no weights are found the networks run with random "
                 "initial weights and the output is NOT a trained fusion (tests / CI only)"
             )
-        self.pipeline = FusionPipeline(
-            weights=settings.weights,
-            device=settings.device,
-            steps=settings.steps,
-            prior_backend=settings.prior_backend,
-            sam_model_type=settings.sam_model_type,
-            sam_checkpoint=settings.sam_checkpoint,
-            prior_refresh_every=settings.prior_refresh_every,
-            backend=settings.inference_backend,
-            allow_untrained=settings.allow_untrained,
-        )
-        self._warm_up()
+
+        def load() -> FusionPipeline:
+            pipeline = FusionPipeline(
+                weights=settings.weights,
+                device=settings.device,
+                steps=settings.steps,
+                prior_backend=settings.prior_backend,
+                sam_model_type=settings.sam_model_type,
+                sam_checkpoint=settings.sam_checkpoint,
+                prior_refresh_every=settings.prior_refresh_every,
+                backend=settings.inference_backend,
+                allow_untrained=settings.allow_untrained,
+            )
+            _warm_up(pipeline)
+            return pipeline
+
+        # Not on the executor thread: see run_on_fresh_thread.
+        self.pipeline = run_on_fresh_thread(load, name="sgdfuse-load")
         self.get_logger().info(
             f"pipeline loaded and warmed up in {time.monotonic() - started:.1f} s: "
             f"device={settings.device} "
             f"backend={settings.inference_backend} steps={settings.steps or 'default'} "
             f"prior={settings.prior_backend} weights={settings.weights or 'shipped default'}"
         )
-
-    def _warm_up(self) -> None:
-        """Fuse one tiny frame so lazy initialisation does not land on the first real frame."""
-        ramp = np.linspace(0.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
-        rgb = np.repeat((ramp * 255).astype(np.uint8)[..., None], 3, axis=2)
-        self.pipeline.fuse(ramp, rgb)
-        self.pipeline.reset_priors()  # the warm-up frame's priors must not be reused
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         settings = self.settings
@@ -568,8 +568,18 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _warm_up(pipeline: Any) -> None:
+    """Fuse one tiny frame so lazy initialisation does not land on the first real frame."""
+    ramp = np.linspace(0.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+    rgb = np.repeat((ramp * 255).astype(np.uint8)[..., None], 3, axis=2)
+    pipeline.fuse(ramp, rgb)
+    pipeline.reset_priors()  # the warm-up frame's priors must not be reused
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``fusion_node``: ``fusion_node --ros-args --params-file ... -r ...``."""
+    # Before rclpy starts the DDS threads: threads that exist by then keep arenas of their own.
+    retain_freed_memory()
     rclpy.init(args=args)
     # launch and service managers stop nodes with SIGTERM: shut down as cleanly as on Ctrl-C
     signal.signal(signal.SIGTERM, _interrupt)
