@@ -24,7 +24,6 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from sgdfuse_ros.memory import retain_freed_memory
 from sgdfuse_ros.model_io import save_weights
 from sgdfuse_ros.models.color import rgb_to_ycbcr
 from sgdfuse_ros.models.sgdfuse import PRESETS, SGDFuse, pad_to_multiple
@@ -96,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
-    retain_freed_memory()
     device = pick_device(cfg.get("device", "auto"))
     dist_info = setup_distributed(device)
     device = local_device(device, dist_info)

@@ -34,7 +34,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from sgdfuse_ros.memory import retain_freed_memory
 from sgdfuse_ros.model_io import load_weights, save_weights
 from sgdfuse_ros.models.color import rgb_to_ycbcr, with_luminance
 from sgdfuse_ros.models.sgdfuse import PRESETS, SGDFuse
@@ -281,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
-    retain_freed_memory()
     device = pick_device(cfg.get("device", "auto"))
     dist_info = setup_distributed(device)
     device = local_device(device, dist_info)
