@@ -8,10 +8,11 @@ half of its time on the 2-core development machine. With both thresholds raised,
 the freed blocks the way a caching allocator (or ONNX Runtime's arena) does; resident memory then
 stays at its peak between frames instead of shrinking.
 
-The thresholds govern glibc's main arena; threads normally get arenas of their own, whose 64 MB
-heaps cannot hold many activations and fall back to ``mmap`` (the node fuses on a worker
-thread: 55 000 faults per forward there with the thresholds alone). So every thread is pointed
-at the main arena too; the lock it shares is taken a few hundred times per frame.
+The thresholds govern glibc's main arena; other threads normally get arenas of their own, whose
+64 MB heaps cannot hold many activations and fall back to ``mmap`` (on a worker thread, where
+the node fuses, 55 000 faults per forward remained with the thresholds alone). So every thread
+is pointed at the main arena too, sharing its lock. Threads that allocated before this call
+keep their arenas: the node calls it before rclpy starts the DDS threads.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ M_ARENA_MAX = -8
 # versions that cap the mmap threshold at 32 MiB get their cap.
 MMAP_THRESHOLDS = (1 << 30, 32 << 20)
 TRIM_THRESHOLD = (1 << 31) - 1  # largest int: freed memory is never trimmed
-USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+USER_SETTINGS = (
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "MALLOC_ARENA_MAX",
+    "GLIBC_TUNABLES",
+)
 
 _applied: bool | None = None
 
