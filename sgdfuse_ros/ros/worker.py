@@ -22,8 +22,8 @@ def run_on_fresh_thread(fn: Callable[[], Result], name: str) -> Result:
     Torch's OpenMP pool belongs to the thread that first runs a parallel operation and lives as
     long as that thread. Loading and warming up the models on the executor thread left a second
     pool beside the inference thread's; with more OpenMP threads than cores libgomp stops
-    spinning and every parallel region waits on a futex (the node fused 640×480 frames in 610
-    instead of 480 ms on 2 cores). A thread that ends takes its pool with it.
+    spinning and every parallel region waits on a futex (with the node's other start-up fix, 658
+    instead of 560 ms per 640×480 frame on 2 cores). A thread that ends takes its pool with it.
     """
     outcome: dict[str, Any] = {}
 
