@@ -207,7 +207,7 @@ def test_steps_select_their_own_head_and_unknown_steps_fail():
 def test_k_noised_copies_run_in_one_unet_call():
     model = SGDFuse(small_config()).eval()
     calls = []
-    model.unet.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    model.unet.stem.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
     with torch.inference_mode():
         model(
             torch.rand(2, 1, 32, 32),
@@ -253,3 +253,22 @@ def test_group_norm_is_exact_in_every_memory_format_and_thread_count(groups, cha
                 assert (out - reference).abs().max() < 1e-5
     finally:
         torch.set_num_threads(threads)
+
+
+def test_cached_noise_follows_frame_size_steps_and_seed():
+    """A video changes size, K or seed mid-stream: every call must noise as a fresh model does."""
+    torch.manual_seed(0)
+    model = SGDFuse(small_config()).eval()
+    _randomize_heads(model)
+
+    def pair(h: int, w: int) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(h * w)
+        return [torch.rand(1, c, h, w, generator=g) for c in (1, 3, 1, 1)]
+
+    with torch.inference_mode():
+        for h, w, steps, seed in [(32, 32, 1, 0), (32, 48, 1, 0), (32, 48, 3, 0), (32, 48, 3, 5)]:
+            model.config.noise_seed = seed
+            cached, _ = model(*pair(h, w), steps=steps)
+            model._noise_cache.clear()
+            fresh, _ = model(*pair(h, w), steps=steps)
+            assert torch.equal(cached, fresh), (h, w, steps, seed)

@@ -74,7 +74,7 @@ class DiffusionFeaturesGraph(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         i0 = self.model.make_i0(f1, m_ir, m_vis)
         x = signal_scale.view(-1, 1, 1, 1) * i0 + noise_scale.view(-1, 1, 1, 1) * noise
-        _, features = self.unet(x, timesteps)
+        features = self.unet.decoder_features(x, timesteps)
         return tuple(f.reshape(1, -1, f.shape[-2], f.shape[-1]) for f in features)
 
 

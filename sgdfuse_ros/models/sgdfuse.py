@@ -114,6 +114,9 @@ class SGDFuse(nn.Module):
                 for k in sorted(config.timesteps)
             }
         )
+        # fixed_noise of the last frame size and seed (per K, device, dtype): drawn on the
+        # CPU and, on a GPU, uploaded, so a video pays for it once instead of on every frame.
+        self._noise_cache: dict[tuple, torch.Tensor] = {}
         for k, ts in config.timesteps.items():
             if len(ts) != k or not all(0 <= t < config.num_timesteps for t in ts):
                 raise ValueError(
@@ -133,15 +136,27 @@ class SGDFuse(nn.Module):
         """I0 noised to the K timesteps of this head: (K·B)×5×H×W and the timesteps (K·B,)."""
         ts = self.config.timesteps[steps]
         b = i0.shape[0]
-        noise = fixed_noise(steps, tuple(i0.shape[1:]), self.config.noise_seed, i0.device, i0.dtype)
+        noise = self._fixed_noise(steps, tuple(i0.shape[1:]), i0.device, i0.dtype)
         t = torch.tensor(ts, device=i0.device).repeat_interleave(b)
         x0 = i0.repeat(steps, 1, 1, 1)
         return self.schedule.q_sample(x0, t, noise.repeat_interleave(b, dim=0)), t
 
+    def _fixed_noise(
+        self, steps: int, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
+        seed = self.config.noise_seed
+        key = (steps, shape, str(device), dtype, seed)
+        noise = self._noise_cache.get(key)
+        if noise is None:
+            noise = fixed_noise(steps, shape, seed, device, dtype)
+            self._noise_cache = {k: v for k, v in self._noise_cache.items() if k[1:] == key[1:]}
+            self._noise_cache[key] = noise
+        return noise
+
     def diffusion_features(self, i0: torch.Tensor, steps: int) -> list[torch.Tensor]:
         """One batched U-Net call over the K noised copies; features regrouped to B×(K·C)×h×w."""
         x, t = self.noised_copies(i0, steps)
-        _, features = self.unet(x, t)
+        features = self.unet.decoder_features(x, t)
         b = i0.shape[0]
         return [f.reshape(steps, b, *f.shape[1:]).transpose(0, 1).flatten(1, 2) for f in features]
 

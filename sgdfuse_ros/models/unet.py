@@ -148,6 +148,15 @@ class DenoisingUNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        h, features = self._decode(x, t)
+        return self.out(h), features
+
+    def decoder_features(self, x: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
+        """The decoder features alone: fusion never uses ε̂, so its output block is skipped
+        (a full-resolution GroupNorm, SiLU and convolution per noised copy)."""
+        return self._decode(x, t)[1]
+
+    def _decode(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         m = self.config.size_multiple
         if x.shape[-2] % m or x.shape[-1] % m:
             raise ValueError(
@@ -168,4 +177,4 @@ class DenoisingUNet(nn.Module):
             features.append(h)
             if i < len(self.upsamples):
                 h = self.upsamples[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.out(h), features
+        return h, features
