@@ -174,3 +174,32 @@ def test_shipped_weights_fuse_the_same_image_with_one_or_two_threads(data_dir):
         torch.set_num_threads(threads)
     diff = np.abs(fused[1] - fused[2])
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def _devices() -> list[str]:
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_fp16_autocast_fuses_like_fp32(device):
+    """CUDA runs the torch backend under fp16 autocast by default; on the CPU the same autocast
+    exercises the mixed-dtype paths (norms, attention, colour conversion, cached noise)."""
+    from sgdfuse_ros.model_io import DEFAULT_WEIGHTS, load_weights
+    from sgdfuse_ros.pipeline import TorchRunner
+
+    ir, vis = render_sequence(1, 120, 200, seed=3)[0]
+    ir_f = (ir.astype(np.float32) / 255.0)[None, None]
+    vis_f = np.ascontiguousarray(vis.astype(np.float32).transpose(2, 0, 1)[None] / 255.0)
+    m_ir = np.clip(ir_f * 1.5 - 0.5, 0, 1)
+    m_vis = np.zeros_like(m_ir)
+    reference = TorchRunner(load_weights(DEFAULT_WEIGHTS)[0], "cpu", fp16=False)
+    expected = {k: reference.run(ir_f, vis_f, m_ir, m_vis, k)[:2] for k in (1, 3)}
+    half = TorchRunner(load_weights(DEFAULT_WEIGHTS)[0], device, fp16=True)
+    for k in (1, 3):
+        fused, f1, _ = half.run(ir_f, vis_f, m_ir, m_vis, k)
+        assert fused.dtype == np.float32 and fused.shape == (1, 3, 120, 200)
+        assert np.abs(fused - expected[k][0]).max() > 0  # it did run in half precision
+        assert np.abs(f1 - expected[k][1]).max() < 5e-3
+        assert np.abs(fused - expected[k][0]).max() < 5e-3
