@@ -13,19 +13,24 @@ all backends alike; figures are medians over all rounds. Reported per case:
   measured time of each fusion, so the table does not depend on sleep accuracy.
 
 ``--quality DIR`` adds the quality-versus-speed table over K (metrics from
-``sgdfuse_ros.metrics.compute_all`` on every pair of DIR).
+``sgdfuse_ros.metrics.compute_all`` on every pair of DIR). ``--background-load N`` runs N
+busy processes beside the measurement, as other nodes load a robot's CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +67,7 @@ class BenchConfig:
     quality: str | None = None
     quality_pairs: int | None = None
     quality_backend: str | None = None
+    background_load: int = 0  # busy processes beside the measurement (other nodes on the CPU)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -192,6 +198,27 @@ def simulate_stream(
     }
 
 
+@contextlib.contextmanager
+def background_load(processes: int) -> Iterator[list[subprocess.Popen]]:
+    """``processes`` pure-Python busy loops, each wanting a whole core, for the block's duration."""
+    busy = [
+        subprocess.Popen(
+            [sys.executable, "-c", "while True: pass"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        yield busy
+    finally:
+        for proc in busy:
+            proc.kill()
+        for proc in busy:
+            proc.wait()
+
+
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     """Measure every (backend, K, prior interval) case; returns the JSON-ready report."""
     backends = config.backends or default_backends(config.device)
@@ -216,19 +243,42 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         pipe.reset_priors()
         return pipe
 
-    for case in cases:  # warm-up: lazy allocations, oneDNN / cuDNN / ORT kernel selection
-        pipe = select(case)
-        for i in range(config.warmup):
-            pipe.fuse(*frames[i % len(frames)], steps=case[1])
-    for _ in range(config.rounds):
+    def measure() -> None:
+        for case in cases:  # warm-up: lazy allocations, oneDNN / cuDNN / ORT kernel selection
+            pipe = select(case)
+            for i in range(config.warmup):
+                pipe.fuse(*frames[i % len(frames)], steps=case[1])
+        for _ in range(config.rounds):
+            for case in cases:
+                pipe = select(case)
+                memory.reset()
+                start = time.perf_counter()
+                for i in range(config.frames):
+                    result = pipe.fuse(*frames[i % len(frames)], steps=case[1])
+                    samples[case].append(result.timings_ms)
+                throughput[case].append(config.frames / (time.perf_counter() - start))
+                mem[case] = memory.read()
+        num_inputs = max(2, int(round(config.rate * config.stream_seconds)))
         for case in cases:
             pipe = select(case)
-            memory.reset()
-            start = time.perf_counter()
-            for i in range(config.frames):
-                samples[case].append(pipe.fuse(*frames[i % len(frames)], steps=case[1]).timings_ms)
-            throughput[case].append(config.frames / (time.perf_counter() - start))
-            mem[case] = memory.read()
+
+            def fuse_frame(index: int, pipe: Any = pipe, steps: int = case[1]) -> float:
+                start = time.perf_counter()
+                pipe.fuse(*frames[index % len(frames)], steps=steps)
+                return time.perf_counter() - start
+
+            stream_rows.append(
+                {
+                    "backend": case[0],
+                    "steps": case[1],
+                    "prior_every": case[2],
+                    **simulate_stream(fuse_frame, num_inputs, config.rate),
+                }
+            )
+
+    stream_rows: list[dict[str, Any]] = []
+    with background_load(config.background_load):
+        measure()
 
     latency_rows = []
     for case in cases:
@@ -263,25 +313,6 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         )
         row["speedup_vs_torch"] = (
             torch_row["total_ms"] / row["total_ms"] if torch_row else float("nan")
-        )
-
-    stream_rows = []
-    num_inputs = max(2, int(round(config.rate * config.stream_seconds)))
-    for case in cases:
-        pipe = select(case)
-
-        def fuse_frame(index: int, pipe: Any = pipe, steps: int = case[1]) -> float:
-            start = time.perf_counter()
-            pipe.fuse(*frames[index % len(frames)], steps=steps)
-            return time.perf_counter() - start
-
-        stream_rows.append(
-            {
-                "backend": case[0],
-                "steps": case[1],
-                "prior_every": case[2],
-                **simulate_stream(fuse_frame, num_inputs, config.rate),
-            }
         )
 
     report: dict[str, Any] = {
@@ -344,8 +375,6 @@ def cpu_model() -> str:
 
 
 def environment(config: BenchConfig, pipelines: dict[str, Any]) -> dict[str, Any]:
-    import os
-
     import torch
 
     env: dict[str, Any] = {
@@ -356,6 +385,9 @@ def environment(config: BenchConfig, pipelines: dict[str, Any]) -> dict[str, Any
         "torch_threads": torch.get_num_threads(),
         # Whether freed activations are reused (see sgdfuse_ros.memory); it halves torch's CPU time.
         "malloc_retains_freed": retain_freed_memory(),
+        # How long torch's idle OpenMP threads spin (see sgdfuse_ros.openmp).
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     if config.device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name()
@@ -444,7 +476,12 @@ def format_tables(report: dict[str, Any]) -> str:
     )
     lines = [
         f"Device {cfg['device']}: {device}; {cfg['width']}x{cfg['height']}; "
-        f"{cfg['rounds']} rounds x {cfg['frames']} frames, medians",
+        f"{cfg['rounds']} rounds x {cfg['frames']} frames, medians"
+        + (
+            f"; background load: {cfg['background_load']} busy processes"
+            if cfg.get("background_load")
+            else ""
+        ),
         "",
         "| backend | K | prior (every N) | priors ms | Stage I ms | Stage II ms | total ms | p90 ms | fps | x torch | memory MB |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -526,6 +563,13 @@ def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--sam-checkpoint")
     parser.add_argument("--rate", type=float, default=30.0, help="simulated input rate (Hz)")
     parser.add_argument("--stream-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--background-load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N busy processes during the measurement (other nodes sharing the CPU)",
+    )
     parser.add_argument("--data", help="folder with ir/ and vi/ frames (default: synthetic)")
     parser.add_argument("--weights", help="weights file (default: the shipped weights)")
     parser.add_argument("--allow-untrained", action="store_true")

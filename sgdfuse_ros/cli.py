@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .errors import BackendUnavailableError, InputError, WeightsError
+from .openmp import yield_idle_threads
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    yield_idle_threads()  # before anything loads torch
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

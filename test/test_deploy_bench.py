@@ -71,3 +71,28 @@ def test_cli_has_export_and_bench_commands():
         ["export", "--onnx", "out", "--engines", "--height", "720", "--width", "1280"]
     )
     assert args.onnx == "out" and args.engines and (args.height, args.width) == (720, 1280)
+
+
+def test_background_load_busies_cores_only_while_measuring():
+    """``--background-load N``: N processes each take a core's worth of CPU, and none outlives
+    the block (a benchmark must not leave a machine loaded)."""
+    import os
+    import time
+
+    from sgdfuse_ros.bench import background_load
+
+    def children_cpu_seconds() -> float:
+        usage = os.times()
+        return usage.children_user + usage.children_system
+
+    before = children_cpu_seconds()
+    start = time.perf_counter()
+    with background_load(2) as busy:
+        time.sleep(1.0)
+        assert len(busy) == 2 and all(proc.poll() is None for proc in busy)
+    wall = time.perf_counter() - start
+    assert all(proc.poll() is not None for proc in busy)  # stopped and reaped
+    used = children_cpu_seconds() - before  # counted once the children have been waited for
+    assert used > 0.5 * wall  # they ran (two busy loops on however many cores are free)
+    args = build_parser().parse_args(["bench", "--background-load", "1"])
+    assert args.background_load == 1
