@@ -4,9 +4,9 @@ After each parallel region, GNU OpenMP (the runtime bundled with torch's Linux w
 worker threads spinning for up to 300 000 iterations before they sleep. On a robot the other
 nodes need those cores: a spinning worker takes time slices from them, and when one of our own
 threads is descheduled the others spin until it comes back, because oneDNN and ATen split work
-statically. On the 2-core development machine with one other busy process, torch's frame went
-from ~500 ms (idle) to ~1370 ms; with ``GOMP_SPINCOUNT=1000`` it takes ~990 ms, with two busy
-processes ~1050 ms instead of ~2400 ms (p90 4 s), and on an idle machine it is unchanged.
+statically. On the 2-core development machine (``sgdfuse bench --background-load N``, 640×480,
+K = 1) a frame took 565 ms idle, 1626 ms beside one busy process and 2196 ms (p90 3.95 s)
+beside two; with ``GOMP_SPINCOUNT=1000`` 921 and 1053 ms, and the same idle.
 (``OMP_WAIT_POLICY=PASSIVE``, no spinning at all, cost ~10 % on the idle machine.)
 
 libgomp reads the setting once, when torch loads it, so this must run before the first

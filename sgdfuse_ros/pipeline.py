@@ -157,7 +157,14 @@ def validate_vis(vis: Any) -> np.ndarray:
 
 
 class FusionPipeline:
-    """Thermal + RGB frames → fused RGB frame (Stage I, semantic priors, Stage II)."""
+    """Thermal + RGB frames → fused RGB frame (Stage I, semantic priors, Stage II).
+
+    ``backend`` runs the networks on torch, onnxruntime or tensorrt; ``fp16`` is half precision
+    (default: on CUDA only); ``engine_dir`` caches exported graphs and TensorRT plans;
+    ``engine_build`` is what tensorrt does without a plan ("background": build on a worker thread
+    while torch fuses, "blocking", or "never": raise naming ``sgdfuse export --engines``);
+    ``cpu_threads`` bounds CPU inference threads (torch: process-wide; None: one per core).
+    """
 
     def __init__(
         self,
@@ -173,6 +180,8 @@ class FusionPipeline:
         resize_mismatched: bool = False,
         fp16: bool | None = None,
         engine_dir: str | Path | None = None,
+        engine_build: str = "background",
+        cpu_threads: int | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -204,7 +213,9 @@ class FusionPipeline:
                 self.priors.name,
             )
         self.backend = backend
-        self.runner: NetworkRunner = self._make_runner(backend, fp16, engine_dir)
+        self.runner: NetworkRunner = self._make_runner(
+            backend, fp16, engine_dir, engine_build, cpu_threads
+        )
         self._cached_priors: tuple[np.ndarray, np.ndarray] | None = None
         self._frames_since_priors = 0
 
@@ -225,8 +236,15 @@ class FusionPipeline:
         return load_weights(weights or DEFAULT_WEIGHTS, device="cpu")
 
     def _make_runner(
-        self, backend: str, fp16: bool | None, engine_dir: str | Path | None
+        self,
+        backend: str,
+        fp16: bool | None,
+        engine_dir: str | Path | None,
+        engine_build: str,
+        cpu_threads: int | None,
     ) -> NetworkRunner:
+        if cpu_threads is not None and cpu_threads < 1:
+            raise ValueError(f"cpu_threads must be >= 1 (None: one per core), got {cpu_threads}")
         if self.device.startswith("cuda"):
             import torch
 
@@ -236,10 +254,19 @@ class FusionPipeline:
                     "(no GPU, or a CPU-only torch build); use device 'cpu'"
                 )
         if backend == "torch":
+            if cpu_threads:
+                import torch
+
+                torch.set_num_threads(cpu_threads)  # process-wide: every thread's next parallel op
             return TorchRunner(self.model, self.device, fp16)
         from .deploy import make_runner  # only deploy/ knows onnxruntime and tensorrt
 
-        runner = make_runner(backend, self.model, self.device, fp16=fp16, engine_dir=engine_dir)
+        options: dict[str, Any] = (
+            {"threads": cpu_threads} if backend == "onnxruntime" else {"build": engine_build}
+        )
+        runner = make_runner(
+            backend, self.model, self.device, fp16=fp16, engine_dir=engine_dir, **options
+        )
         if self.priors.name == "sam":
             # SAM runs on the same runtime as the fusion networks. On TensorRT this builds missing
             # SAM engines now: build them offline with `sgdfuse export --engines` first.

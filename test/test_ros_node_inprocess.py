@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -291,3 +292,66 @@ def test_auto_qos_matches_the_publishers() -> None:
         assert wait_until(lambda: h.count("fused/image") >= 1)
     finally:
         harness.close()
+
+
+def test_onnxruntime_backend_fuses_through_the_node(tmp_path: Path) -> None:
+    """``inference.backend: onnxruntime`` with its own engine cache and thread bound."""
+    pytest.importorskip("onnxruntime")
+    harness = Harness(
+        "fusion_onnxruntime",
+        {
+            "autostart": False,
+            "inference.backend": "onnxruntime",
+            "inference.engine_dir": str(tmp_path / "cache"),
+            "inference.cpu_threads": 1,
+            "input_qos": "reliable",
+        },
+    )
+    h = harness
+    try:
+        assert h.fusion.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        runner = h.fusion.pipeline.runner
+        assert type(runner).__name__ == "OnnxRuntimeRunner"
+        assert runner.stage1.get_session_options().intra_op_num_threads == 1
+        assert (tmp_path / "cache").is_dir()  # graphs exported where the parameter says
+        assert h.fusion.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        h.listen("fused/image")
+        thermal_pub = h.helper.create_publisher(Image, "thermal/image_raw", 10)
+        rgb_pub = h.helper.create_publisher(Image, "rgb/image_raw", 10)
+        assert wait_until(
+            lambda: (
+                thermal_pub.get_subscription_count() > 0 and rgb_pub.get_subscription_count() > 0
+            )
+        )
+        ir, rgb = scene(5)
+        thermal_pub.publish(image_msg(ir, "mono8", 30))
+        rgb_pub.publish(image_msg(rgb, "rgb8", 30))
+        assert wait_until(lambda: h.count("fused/image") >= 1)
+        fused = image_to_array(h.received["fused/image"][-1])
+        assert fused.shape == (H, W, 3) and h.fusion.stats.counters["pipeline_error"] == 0
+    finally:
+        harness.close()
+
+
+def test_warm_up_leaves_tensorrt_plans_to_the_first_real_frame() -> None:
+    """A tiny warm-up frame would queue a TensorRT build for a size no camera sends (or fail
+    configure with engine_build: never); other backends do warm up."""
+    from sgdfuse_ros.ros.node import _warm_up
+
+    class Recorder:
+        def __init__(self, backend: str) -> None:
+            self.backend, self.calls = backend, []
+
+        def fuse(self, ir: np.ndarray, vis: np.ndarray) -> None:
+            self.calls.append(("fuse", ir.shape, vis.shape))
+
+        def reset_priors(self) -> None:
+            self.calls.append(("reset_priors",))
+
+    for backend in ("torch", "onnxruntime"):
+        pipeline = Recorder(backend)
+        _warm_up(pipeline)
+        assert pipeline.calls == [("fuse", (64, 64), (64, 64, 3)), ("reset_priors",)]
+    trt = Recorder("tensorrt")
+    _warm_up(trt)
+    assert trt.calls == []

@@ -161,6 +161,8 @@ def test_defaults_validate() -> None:
         {"registration.mode": "homography", "registration.homography": [1.0, 2.0]},
         {"output.encoding": "yuv422"},
         {"prior.refresh_every": 0},
+        {"inference.engine_build": "sometimes"},
+        {"inference.cpu_threads": -1},
         {"diagnostics.period": 0.0},
         {"no_such_parameter": 1},
     ],

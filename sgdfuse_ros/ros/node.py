@@ -144,10 +144,6 @@ class FusionNode(LifecycleNode):
         settings = self.settings
         assert settings is not None
         started = time.monotonic()
-        if settings.cpu_threads:
-            import torch
-
-            torch.set_num_threads(settings.cpu_threads)
         if settings.allow_untrained:
             self.get_logger().warning(
                 "allow_untrained is true: if no weights are found the networks run with random "
@@ -165,6 +161,10 @@ class FusionNode(LifecycleNode):
                 prior_refresh_every=settings.prior_refresh_every,
                 backend=settings.inference_backend,
                 allow_untrained=settings.allow_untrained,
+                fp16=None if settings.fp16 else False,  # None: half precision on CUDA only
+                engine_dir=settings.engine_dir,
+                engine_build=settings.engine_build,
+                cpu_threads=settings.cpu_threads or None,
             )
             _warm_up(pipeline)
             return pipeline
@@ -570,7 +570,14 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _warm_up(pipeline: Any) -> None:
-    """Fuse one tiny frame so lazy initialisation does not land on the first real frame."""
+    """Fuse one tiny frame so lazy initialisation does not land on the first real frame.
+
+    Not on TensorRT: its plans are per frame size, so a tiny frame would queue a build for a
+    size no camera sends ahead of the real one (or, with ``engine_build: never``, fail
+    configure); the plans for the cameras' size load with the first real frame.
+    """
+    if pipeline.backend == "tensorrt":
+        return
     ramp = np.linspace(0.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
     rgb = np.repeat((ramp * 255).astype(np.uint8)[..., None], 3, axis=2)
     pipeline.fuse(ramp, rgb)

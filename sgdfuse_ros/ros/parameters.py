@@ -18,6 +18,7 @@ QOS_CHOICES = ("sensor_data", "reliable", "system_default", "auto")
 TRANSPORTS = ("raw", "compressed")
 SYNC_BACKENDS = ("auto", "message_filters", "sgdfuse_ros")
 INFERENCE_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+ENGINE_BUILDS = ("background", "blocking", "never")
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,34 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "inference.backend",
         "torch",
-        "Inference backend: torch (onnxruntime and tensorrt come with the deployment work).",
+        "Runtime of the networks: torch (eager), onnxruntime (CPU or CUDA execution provider; "
+        "graphs exported on first use) or tensorrt (CUDA; plans from the engine cache).",
+    ),
+    ParameterSpec(
+        "inference.fp16",
+        True,
+        "Half precision on CUDA (torch autocast, fp16 TensorRT plans); false runs fp32. The CPU "
+        "always runs fp32.",
+    ),
+    ParameterSpec(
+        "inference.engine_dir",
+        "",
+        "Cache of exported ONNX graphs and TensorRT plans; empty = $SGDFUSE_CACHE_DIR or "
+        "~/.cache/sgdfuse_ros.",
+    ),
+    ParameterSpec(
+        "inference.engine_build",
+        "background",
+        "tensorrt without a cached plan for this GPU and frame size: background (build on a "
+        "worker thread while torch fuses), blocking (build during configure) or never (fail "
+        "configure and name the `sgdfuse export --engines` command).",
     ),
     ParameterSpec(
         "inference.cpu_threads",
         0,
-        "Torch intra-op CPU threads; 0 keeps torch's default (one per core). Set it to "
-        "bound the node's CPU use on a computer shared with other nodes.",
+        "CPU inference threads (torch intra-op, onnxruntime session threads); 0 keeps the "
+        "runtime's default (one per core). Set it to bound the node's CPU use on a computer "
+        "shared with other nodes.",
     ),
     ParameterSpec(
         "sync.slop",
@@ -188,6 +210,9 @@ class NodeSettings:
     sam_checkpoint: str | None
     prior_refresh_every: int
     inference_backend: str
+    fp16: bool
+    engine_dir: str | None
+    engine_build: str
     cpu_threads: int
     sync_slop: float
     sync_queue_size: int
@@ -258,6 +283,9 @@ class NodeSettings:
             sam_checkpoint=str(merged["prior.sam_checkpoint"]) or None,
             prior_refresh_every=refresh,
             inference_backend=_choice(merged, "inference.backend", INFERENCE_BACKENDS),
+            fp16=bool(merged["inference.fp16"]),
+            engine_dir=str(merged["inference.engine_dir"]) or None,
+            engine_build=_choice(merged, "inference.engine_build", ENGINE_BUILDS),
             cpu_threads=cpu_threads,
             sync_slop=_positive(merged, "sync.slop", allow_zero=True),
             sync_queue_size=queue_size,
