@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from .errors import BackendUnavailableError, InputError, WeightsError
-from .openmp import yield_idle_threads
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,9 +41,20 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run with random weights (labelled) if none exist",
     )
+    parser.add_argument(
+        "--fp16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="half precision (default: on CUDA only)",
+    )
+    parser.add_argument(
+        "--engine-dir", default=None, help="ONNX / TensorRT cache (default: user cache)"
+    )
 
 
 def pipeline_from_args(args: argparse.Namespace, **extra: object):
+    """The pipeline for a batch command: with tensorrt, missing plans are built before the
+    first frame (blocking), so every frame is fused by the backend that was asked for."""
     from .pipeline import FusionPipeline
 
     return FusionPipeline(
@@ -56,6 +66,9 @@ def pipeline_from_args(args: argparse.Namespace, **extra: object):
         sam_checkpoint=args.sam_checkpoint,
         backend=args.backend,
         allow_untrained=args.allow_untrained,
+        fp16=args.fp16,
+        engine_dir=args.engine_dir,
+        engine_build="blocking",
         **extra,
     )
 
@@ -135,7 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    yield_idle_threads()  # before anything loads torch
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

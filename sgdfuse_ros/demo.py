@@ -118,6 +118,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 sam_model_type=args.sam_model_type,
                 sam_checkpoint=args.sam_checkpoint,
                 allow_untrained=args.allow_untrained,
+                fp16=args.fp16,
+                engine_dir=args.engine_dir,
             )
             write_node_mosaic(args.out, frames)
             return 0 if report["frames_fused"] == report["frames_published"] else 1

@@ -20,7 +20,6 @@ from .errors import BackendUnavailableError, InputError, WeightsError
 from .imaging import ir_to_unit
 from .memory import retain_freed_memory
 from .model_io import DEFAULT_WEIGHTS, RETRAIN_HINT, load_weights, untrained_model
-from .openmp import yield_idle_threads
 
 LOG = logging.getLogger("sgdfuse_ros")
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
@@ -188,7 +187,6 @@ class FusionPipeline:
         if prior_refresh_every < 1:
             raise ValueError("prior_refresh_every must be >= 1")
         retain_freed_memory()  # CPU frames otherwise fault in their activations anew each time
-        yield_idle_threads()  # in effect only if torch is not loaded yet
         self.device = device
         self.resize_mismatched = resize_mismatched
         self.prior_refresh_every = prior_refresh_every

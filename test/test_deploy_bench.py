@@ -96,3 +96,20 @@ def test_background_load_busies_cores_only_while_measuring():
     assert used > 0.5 * wall  # they ran (two busy loops on however many cores are free)
     args = build_parser().parse_args(["bench", "--background-load", "1"])
     assert args.background_load == 1
+
+
+def test_batch_commands_build_missing_engines_before_the_first_frame(monkeypatch):
+    """``sgdfuse fuse`` / ``bag fuse`` with tensorrt: every frame by TensorRT, none by the torch
+    stand-in that a node uses while its plans build."""
+    import sgdfuse_ros.pipeline
+    from sgdfuse_ros.cli import pipeline_from_args
+
+    made = {}
+    monkeypatch.setattr(sgdfuse_ros.pipeline, "FusionPipeline", lambda **kw: made.update(kw))
+    args = build_parser().parse_args(
+        ["fuse", "--ir", "a", "--vi", "b", "--out", "c", "--backend", "tensorrt"]
+        + ["--device", "cuda", "--engine-dir", "plans", "--no-fp16"]
+    )
+    pipeline_from_args(args)
+    assert made["backend"] == "tensorrt" and made["engine_build"] == "blocking"
+    assert made["engine_dir"] == "plans" and made["fp16"] is False

@@ -82,6 +82,20 @@ class Harness:
         with self._lock:
             return len(self.received[topic])
 
+    def fuse_one_pair(self, thermal_pub: object, rgb_pub: object, stamp_s: int = 30) -> Image:
+        """Publish one random mono8 + rgb8 pair once the node listens; the fused image back."""
+        assert wait_until(
+            lambda: (
+                thermal_pub.get_subscription_count() > 0 and rgb_pub.get_subscription_count() > 0
+            )
+        )
+        self.listen("fused/image")
+        ir, rgb = scene(5)
+        thermal_pub.publish(image_msg(ir, "mono8", stamp_s))
+        rgb_pub.publish(image_msg(rgb, "rgb8", stamp_s))
+        assert wait_until(lambda: self.count("fused/image") >= 1)
+        return self.received["fused/image"][-1]
+
     def transition(self, transition_id: int) -> bool:
         assert self.change_client.wait_for_service(timeout_sec=WAIT)
         future = self.change_client.call_async(
@@ -280,16 +294,7 @@ def test_auto_qos_matches_the_publishers() -> None:
         descriptions = dict(h.fusion.diagnostic_values())
         assert descriptions["qos_thermal"] == "auto->reliable"
         assert descriptions["qos_rgb"].startswith("auto->sensor_data")
-        h.listen("fused/image")
-        assert wait_until(
-            lambda: (
-                reliable.get_subscription_count() > 0 and best_effort.get_subscription_count() > 0
-            )
-        )
-        ir, rgb = scene(5)
-        reliable.publish(image_msg(ir, "mono8", 30))
-        best_effort.publish(image_msg(rgb, "rgb8", 30))
-        assert wait_until(lambda: h.count("fused/image") >= 1)
+        h.fuse_one_pair(reliable, best_effort)
     finally:
         harness.close()
 
@@ -315,19 +320,9 @@ def test_onnxruntime_backend_fuses_through_the_node(tmp_path: Path) -> None:
         assert runner.stage1.get_session_options().intra_op_num_threads == 1
         assert (tmp_path / "cache").is_dir()  # graphs exported where the parameter says
         assert h.fusion.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        h.listen("fused/image")
         thermal_pub = h.helper.create_publisher(Image, "thermal/image_raw", 10)
         rgb_pub = h.helper.create_publisher(Image, "rgb/image_raw", 10)
-        assert wait_until(
-            lambda: (
-                thermal_pub.get_subscription_count() > 0 and rgb_pub.get_subscription_count() > 0
-            )
-        )
-        ir, rgb = scene(5)
-        thermal_pub.publish(image_msg(ir, "mono8", 30))
-        rgb_pub.publish(image_msg(rgb, "rgb8", 30))
-        assert wait_until(lambda: h.count("fused/image") >= 1)
-        fused = image_to_array(h.received["fused/image"][-1])
+        fused = image_to_array(h.fuse_one_pair(thermal_pub, rgb_pub))
         assert fused.shape == (H, W, 3) and h.fusion.stats.counters["pipeline_error"] == 0
     finally:
         harness.close()

@@ -48,6 +48,8 @@ def run_node_demo(
     sam_model_type: str = "vit_b",
     sam_checkpoint: str | Path | None = None,
     allow_untrained: bool = False,
+    fp16: bool | None = None,
+    engine_dir: str | Path | None = None,
     params_file: str | Path | None = None,
     lockstep: bool = True,
     startup_timeout: float = 180.0,
@@ -101,6 +103,8 @@ def run_node_demo(
             "prior.backend": prior_backend,
             "prior.sam_model_type": sam_model_type,
             "allow_untrained": bool(allow_untrained),
+            "inference.fp16": fp16 is not False,
+            "inference.engine_dir": str(engine_dir or ""),
             # The replay publishes reliably. A best-effort subscription (sensor_data) loses
             # every fragment of a frame larger than Fast DDS's shared-memory segment (~0.5 MB:
             # a 640×480 rgb8 image), so the demo subscribes reliably to get every frame.

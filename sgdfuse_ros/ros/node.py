@@ -33,7 +33,6 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from sgdfuse_ros.errors import InputError
 from sgdfuse_ros.memory import retain_freed_memory
-from sgdfuse_ros.openmp import yield_idle_threads
 from sgdfuse_ros.ros import image_codec
 from sgdfuse_ros.ros.diagnostics import (
     FusionStats,
@@ -588,7 +587,6 @@ def main(args: list[str] | None = None) -> int:
     """Entry point of ``fusion_node``: ``fusion_node --ros-args --params-file ... -r ...``."""
     # Before rclpy starts the DDS threads: threads that exist by then keep arenas of their own.
     retain_freed_memory()
-    yield_idle_threads()  # before the pipeline loads torch
     rclpy.init(args=args)
     # launch and service managers stop nodes with SIGTERM: shut down as cleanly as on Ctrl-C
     signal.signal(signal.SIGTERM, _interrupt)
