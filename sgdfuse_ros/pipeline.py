@@ -266,8 +266,9 @@ class FusionPipeline:
             backend, self.model, self.device, fp16=fp16, engine_dir=engine_dir, **options
         )
         if self.priors.name == "sam":
-            # SAM runs on the same runtime as the fusion networks. On TensorRT this builds missing
-            # SAM engines now: build them offline with `sgdfuse export --engines` first.
+            # SAM runs on the same runtime as the fusion networks. On TensorRT missing SAM plans
+            # (one fixed size) are built now unless engine_build is "never": build them offline
+            # with `sgdfuse export --engines --sam-checkpoint …` first.
             from .deploy.sam_runtime import install_sam_runtime
 
             install_sam_runtime(
@@ -276,6 +277,7 @@ class FusionPipeline:
                 self.device,
                 fp16=self.device.startswith("cuda") if fp16 is None else fp16,
                 engine_dir=engine_dir,
+                allow_build=engine_build != "never",
             )
         return runner
 

@@ -124,6 +124,7 @@ def _tensorrt_callables(
     fp16: bool,
     engine_dir: str | Path | None,
     plans: dict[str, Path] | None = None,
+    allow_build: bool = True,
 ) -> tuple[Any, Any]:
     from . import require_tensorrt
     from .tensorrt_runner import TensorRTBuilder, TrtGraph
@@ -163,7 +164,7 @@ def _tensorrt_callables(
             profile=profiles[graph],
         )
         with torch.cuda.device(index):
-            loaded = cache.load(key)
+            loaded = cache.load(key, allow_build=allow_build)
             compiled = TrtGraph(trt, loaded)
             compiled.runtime = builder.runtime  # a TensorRT runtime must outlive its engines
         if plans is not None:
@@ -186,8 +187,13 @@ def install_sam_runtime(
     device: str = "cpu",
     fp16: bool = True,
     engine_dir: str | Path | None = None,
+    allow_build: bool = True,
 ) -> None:
-    """Run ``prior_backend``'s SAM encoder and decoder on ``backend`` from now on."""
+    """Run ``prior_backend``'s SAM encoder and decoder on ``backend`` from now on.
+
+    On tensorrt, missing plans are built here, before the call returns, unless ``allow_build``
+    is false: then a missing plan raises ``EngineMissingError`` naming the export command.
+    """
     sam = prior_backend.sam
     if isinstance(sam.image_encoder, RuntimeImageEncoder):
         return
@@ -197,7 +203,9 @@ def install_sam_runtime(
             _onnxruntime_callable(paths[g], device) for g in ("sam_encoder", "sam_decoder")
         )
     elif backend == "tensorrt":
-        encoder, decoder = _tensorrt_callables(sam, paths, device, fp16, engine_dir)
+        encoder, decoder = _tensorrt_callables(
+            sam, paths, device, fp16, engine_dir, allow_build=allow_build
+        )
     else:
         raise ValueError(f"SAM runtime backend must be onnxruntime or tensorrt, got {backend!r}")
     sam.image_encoder = RuntimeImageEncoder(encoder, int(sam.image_encoder.img_size))

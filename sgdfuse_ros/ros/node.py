@@ -573,7 +573,7 @@ def _warm_up(pipeline: Any) -> None:
 
     Not on TensorRT: its plans are per frame size, so a tiny frame would queue a build for a
     size no camera sends ahead of the real one (or, with ``engine_build: never``, fail
-    configure); the plans for the cameras' size load with the first real frame.
+    configure for want of a 64×64 plan); the cameras' plans load with the first real frame.
     """
     if pipeline.backend == "tensorrt":
         return

@@ -84,8 +84,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "inference.engine_build",
         "background",
         "tensorrt without a cached plan for this GPU and frame size: background (build on a "
-        "worker thread while torch fuses), blocking (build during configure) or never (fail "
-        "configure and name the `sgdfuse export --engines` command).",
+        "worker thread while torch fuses), blocking (the first frame of that size waits for "
+        "the build) or never (no build: frames fail as pipeline errors whose log names the "
+        "`sgdfuse export --engines` command). SAM's plans are built during configure unless "
+        "never.",
     ),
     ParameterSpec(
         "inference.cpu_threads",
