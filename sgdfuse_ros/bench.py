@@ -124,21 +124,10 @@ def make_pipeline(config: BenchConfig, backend: str) -> Any:
         allow_untrained=config.allow_untrained,
         fp16=config.fp16,
         engine_dir=config.engine_dir,
+        engine_build="blocking",  # build or load every plan now, never fall back mid-benchmark
     )
     if backend == "tensorrt":
-        pipe.runner.build_mode = "blocking"  # build / load now, never fall back mid-benchmark
         pipe.runner.prepare(config.height, config.width, config.steps)
-    if backend != "torch" and pipe.priors.name == "sam":
-        from .deploy.sam_runtime import install_sam_runtime
-
-        # SAM's encoder and decoder on the same runtime as the fusion networks.
-        install_sam_runtime(
-            pipe.priors,
-            backend,
-            config.device,
-            fp16=config.fp16 is not False,
-            engine_dir=config.engine_dir,
-        )
     return pipe
 
 

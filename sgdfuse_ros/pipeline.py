@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -211,6 +212,8 @@ class FusionPipeline:
                 self.priors.name,
             )
         self.backend = backend
+        # tensorrt with SAM priors and engine_build "background": SAM's plans building meanwhile
+        self.sam_build: Future | None = None
         self.runner: NetworkRunner = self._make_runner(
             backend, fp16, engine_dir, engine_build, cpu_threads
         )
@@ -266,18 +269,18 @@ class FusionPipeline:
             backend, self.model, self.device, fp16=fp16, engine_dir=engine_dir, **options
         )
         if self.priors.name == "sam":
-            # SAM runs on the same runtime as the fusion networks. On TensorRT missing SAM plans
-            # (one fixed size) are built now unless engine_build is "never": build them offline
-            # with `sgdfuse export --engines --sam-checkpoint …` first.
+            # SAM runs on the same runtime as the fusion networks; on TensorRT its missing plans
+            # follow engine_build like the fusion plans (`sgdfuse export --engines
+            # --sam-checkpoint …` builds them offline).
             from .deploy.sam_runtime import install_sam_runtime
 
-            install_sam_runtime(
+            self.sam_build = install_sam_runtime(
                 self.priors,
                 backend,
                 self.device,
                 fp16=self.device.startswith("cuda") if fp16 is None else fp16,
                 engine_dir=engine_dir,
-                allow_build=engine_build != "never",
+                build=engine_build,
             )
         return runner
 

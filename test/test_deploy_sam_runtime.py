@@ -80,3 +80,62 @@ def test_tensorrt_sam_gives_the_torch_priors(tmp_path, fp16, atol):
     got = backend.compute(ir, vis)
     for g, w in zip(got, want, strict=True):
         assert np.abs(g - w).mean() < atol
+
+
+def test_background_sam_build_keeps_torch_until_the_plans_are_ready(tmp_path, monkeypatch):
+    """engine_build "background": configure does not wait on SAM's TensorRT build; priors keep
+    coming from torch SAM, and the runtime takes over once the plans exist. The GPU-only piece
+    (loading / building plans) is replaced by one that needs a build and then runs the torch
+    modules, so the orchestration runs here."""
+    import threading
+
+    from sgdfuse_ros.deploy import sam_runtime
+    from sgdfuse_ros.deploy.engine_cache import EngineMissingError
+
+    release = threading.Event()
+    calls = []
+
+    def fake_callables(sam, paths, device, fp16, engine_dir, allow_build=True):
+        calls.append(allow_build)
+        if not allow_build:
+            raise EngineMissingError("no plan for sam_encoder")
+        assert release.wait(30), "the test never released the build"
+        encoder, decoder = sam.image_encoder, sam.mask_decoder
+        return (
+            lambda feeds: {"image_embeddings": encoder(feeds["image"])},
+            lambda feeds: dict(
+                zip(
+                    ("low_res_masks", "iou_predictions"),
+                    decoder.predict_masks(  # every mask slice, as the exported graph
+                        feeds["image_embeddings"],
+                        sam.prompt_encoder.get_dense_pe(),
+                        feeds["sparse_embeddings"],
+                        feeds["dense_embeddings"],
+                    ),
+                    strict=True,
+                )
+            ),
+        )
+
+    monkeypatch.setattr(sam_runtime, "_tensorrt_callables", fake_callables)
+    rng = np.random.default_rng(1)
+    ir = rng.random((64, 80), dtype=np.float32)
+    vis = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    backend = SamPriorBackend(decisive_sam(), **OPEN_FILTERS)
+    want = backend.compute(ir, vis)
+    build = install_sam_runtime(backend, "tensorrt", "cpu", engine_dir=tmp_path, build="background")
+    assert build is not None and not build.done()
+    assert not isinstance(backend.sam.image_encoder, RuntimeImageEncoder)  # torch meanwhile
+    during = backend.compute(ir, vis)
+    release.set()
+    build.result(timeout=30)
+    assert isinstance(backend.sam.image_encoder, RuntimeImageEncoder)
+    after = backend.compute(ir, vis)
+    assert calls == [False, True]  # cached plans tried first, then one build
+    for got in (during, after):
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, atol=1e-5)
+    with pytest.raises(EngineMissingError):  # "never": refuse instead of building
+        install_sam_runtime(
+            SamPriorBackend(decisive_sam()), "tensorrt", "cpu", engine_dir=tmp_path, build="never"
+        )

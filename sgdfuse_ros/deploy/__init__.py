@@ -12,6 +12,9 @@ from typing import Any
 from ..errors import BackendUnavailableError
 
 DEPLOY_BACKENDS = ("onnxruntime", "tensorrt")
+# What the tensorrt backend does without a cached plan: build it on a worker thread while
+# torch serves, build before running, or refuse (EngineMissingError names the export command).
+BUILD_MODES = ("background", "blocking", "never")
 
 
 def require_onnxruntime() -> Any:

@@ -10,14 +10,15 @@ so the priors are the same computation, only the two heavy networks change runti
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import require_onnxruntime
-from .engine_cache import EngineCache, EngineKey, ProfileEntry
+from . import BUILD_MODES, require_onnxruntime
+from .engine_cache import EngineCache, EngineKey, EngineMissingError, ProfileEntry
 from .export import default_engine_dir, export_sam_onnx, file_sha256
 
 LOG = logging.getLogger("sgdfuse_ros")
@@ -187,27 +188,64 @@ def install_sam_runtime(
     device: str = "cpu",
     fp16: bool = True,
     engine_dir: str | Path | None = None,
-    allow_build: bool = True,
-) -> None:
+    build: str = "blocking",
+) -> Future | None:
     """Run ``prior_backend``'s SAM encoder and decoder on ``backend`` from now on.
 
-    On tensorrt, missing plans are built here, before the call returns, unless ``allow_build``
-    is false: then a missing plan raises ``EngineMissingError`` naming the export command.
+    ``build`` decides what tensorrt does about missing plans: "blocking" builds them before
+    returning, "never" raises ``EngineMissingError`` naming the export command, "background"
+    builds them on a worker thread while SAM keeps running on torch and switches when they are
+    ready (a node's executor never waits minutes on a build). Returns that build's Future, or
+    None when the runtime is in place on return.
     """
+    if build not in BUILD_MODES:
+        raise ValueError(f"build must be one of {BUILD_MODES}, got {build!r}")
     sam = prior_backend.sam
     if isinstance(sam.image_encoder, RuntimeImageEncoder):
-        return
+        return None
     paths = ensure_sam_onnx(sam, engine_dir)
     if backend == "onnxruntime":
         encoder, decoder = (
             _onnxruntime_callable(paths[g], device) for g in ("sam_encoder", "sam_decoder")
         )
-    elif backend == "tensorrt":
+        _switch(sam, encoder, decoder, backend, device)
+        return None
+    if backend != "tensorrt":
+        raise ValueError(f"SAM runtime backend must be onnxruntime or tensorrt, got {backend!r}")
+
+    def install(allow_build: bool) -> None:
         encoder, decoder = _tensorrt_callables(
             sam, paths, device, fp16, engine_dir, allow_build=allow_build
         )
-    else:
-        raise ValueError(f"SAM runtime backend must be onnxruntime or tensorrt, got {backend!r}")
+        _switch(sam, encoder, decoder, backend, device)
+
+    if build != "background":
+        install(allow_build=build == "blocking")
+        return None
+    try:
+        install(allow_build=False)  # cached plans load in seconds
+        return None
+    except EngineMissingError as exc:
+        LOG.warning(
+            "SAM TensorRT plans not ready (%s); building them in the background, "
+            "SAM runs on torch meanwhile",
+            exc,
+        )
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam-trt-build")
+    future = worker.submit(install, True)
+    worker.shutdown(wait=False)
+    future.add_done_callback(_log_failed_build)
+    return future
+
+
+def _switch(sam: Any, encoder: Any, decoder: Any, backend: str, device: str) -> None:
+    # Two attribute assignments: a frame in flight may pair a torch encoder output with the
+    # runtime decoder once, which is the same computation.
     sam.image_encoder = RuntimeImageEncoder(encoder, int(sam.image_encoder.img_size))
     sam.mask_decoder = RuntimeMaskDecoder(decoder)
     LOG.info("SAM image encoder and mask decoder now run on %s (%s)", backend, device)
+
+
+def _log_failed_build(future: Future) -> None:
+    if future.exception() is not None:
+        LOG.error("SAM TensorRT build failed: %s; SAM stays on torch", future.exception())

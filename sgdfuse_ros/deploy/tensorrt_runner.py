@@ -24,13 +24,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError
-from . import graphs, require_tensorrt
+from . import BUILD_MODES, graphs, require_tensorrt
 from .diffusion_inputs import DiffusionInputs
 from .engine_cache import EngineCache, EngineKey, LoadedEngine, ProfileEntry
 from .export import FusionOnnx, default_engine_dir, ensure_fusion_onnx, fp16_onnx_copy
 
 LOG = logging.getLogger("sgdfuse_ros")
-BUILD_MODES = ("background", "blocking", "never")
 WORKSPACE_BYTES = 4 << 30
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sgdfuse_ros.deploy import BUILD_MODES
 from sgdfuse_ros.ros.image_codec import SUPPORTED_OUTPUT_ENCODINGS, AgcSettings
 from sgdfuse_ros.ros.registration import REGISTRATION_MODES, Registration
 
@@ -18,7 +19,6 @@ QOS_CHOICES = ("sensor_data", "reliable", "system_default", "auto")
 TRANSPORTS = ("raw", "compressed")
 SYNC_BACKENDS = ("auto", "message_filters", "sgdfuse_ros")
 INFERENCE_BACKENDS = ("torch", "onnxruntime", "tensorrt")
-ENGINE_BUILDS = ("background", "blocking", "never")
 
 
 @dataclass(frozen=True)
@@ -287,7 +287,7 @@ class NodeSettings:
             inference_backend=_choice(merged, "inference.backend", INFERENCE_BACKENDS),
             fp16=bool(merged["inference.fp16"]),
             engine_dir=str(merged["inference.engine_dir"]) or None,
-            engine_build=_choice(merged, "inference.engine_build", ENGINE_BUILDS),
+            engine_build=_choice(merged, "inference.engine_build", BUILD_MODES),
             cpu_threads=cpu_threads,
             sync_slop=_positive(merged, "sync.slop", allow_zero=True),
             sync_queue_size=queue_size,
