@@ -33,7 +33,9 @@ def messy_folder(tmp_path: Path) -> Path:
     ir, vis = random_pair(40, 48, 0)
     write(root / "ir" / "gray.png", ir)
     write(root / "vi" / "gray.png", vis)
-    write(root / "ir" / "three_channel.jpg", np.repeat(ir[..., None], 3, axis=2))  # IR as 3 equal channels
+    write(
+        root / "ir" / "three_channel.jpg", np.repeat(ir[..., None], 3, axis=2)
+    )  # IR as 3 equal channels
     write(root / "vi" / "three_channel.jpg", vis)
     write(root / "ir" / "sixteen_bit.png", (ir.astype(np.uint16) * 200))
     write(root / "vi" / "sixteen_bit.bmp", vis)  # pairs by stem across extensions

@@ -51,7 +51,9 @@ def test_gradient_loss_targets_the_stronger_edge() -> None:
     vis = step_edge(high=0.25)
     assert gradient_loss(ir, ir, vis).item() == pytest.approx(0.0)
     # A flat output misses the IR edge: two columns of 4.0 in a 5×6 plane.
-    assert gradient_loss(torch.full_like(ir, 0.3), ir, vis).item() == pytest.approx(2 * 5 * 4.0 / 30)
+    assert gradient_loss(torch.full_like(ir, 0.3), ir, vis).item() == pytest.approx(
+        2 * 5 * 4.0 / 30
+    )
     # The weaker VIS edge leaves 4.0 − 1.0 on those columns.
     assert gradient_loss(vis, ir, vis).item() == pytest.approx(2 * 5 * 3.0 / 30)
 
@@ -86,7 +88,9 @@ def test_masked_loss_only_sees_objects_without_background_term() -> None:
     hot = plane([[1.0, 0.0], [0.0, 0.0]])
     cold = plane([[0.0, 0.0], [0.0, 1.0]])
     zero = torch.zeros_like(ir)
-    on_object, parts = masked_fusion_loss(fused, ir, vis, hot, zero, 1.0, 0.0, background_weight=0.0)
+    on_object, parts = masked_fusion_loss(
+        fused, ir, vis, hot, zero, 1.0, 0.0, background_weight=0.0
+    )
     assert on_object.item() == pytest.approx(0.25) and parts["intensity"] == pytest.approx(0.25)
     off_object, _ = masked_fusion_loss(fused, ir, vis, cold, zero, 1.0, 0.0, background_weight=0.0)
     assert off_object.item() == pytest.approx(0.0)

@@ -16,12 +16,30 @@ def test_ablation_table_has_every_row(tmp_path: Path) -> None:
     assert train_stage1.main(["--config", str(config), "--no-eval"]) == 0
     assert train_stage2.main(["--config", str(config), "--no-eval"]) == 0
     table = tmp_path / "ablations.md"
-    args = ["--config", str(config), "--weights", str(tmp_path / "weights" / "tiny.pt"),
-            "--out", str(tmp_path / "abl"), "--table", str(table), "--retrain-iters", "1", "--nproc", "1"]
+    args = [
+        "--config",
+        str(config),
+        "--weights",
+        str(tmp_path / "weights" / "tiny.pt"),
+        "--out",
+        str(tmp_path / "abl"),
+        "--table",
+        str(table),
+        "--retrain-iters",
+        "1",
+        "--nproc",
+        "1",
+    ]
     assert ablations.main(args) == 0
     text = table.read_text()
-    for row in ("full K=3", "full K=1", "without Stage II (F1)", "without priors at inference, K=1",
-                "retrained frozen U-Net, K=1", "retrained without priors, K=1",
-                "retrained fine-tuned U-Net, K=1"):
+    for row in (
+        "full K=3",
+        "full K=1",
+        "without Stage II (F1)",
+        "without priors at inference, K=1",
+        "retrained frozen U-Net, K=1",
+        "retrained without priors, K=1",
+        "retrained fine-tuned U-Net, K=1",
+    ):
         assert f"| {row} |" in text, row
     assert text.count("\n| ") >= 8  # header + 7 rows

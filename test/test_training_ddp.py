@@ -17,7 +17,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        *args,
+    ]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -32,8 +39,17 @@ def test_two_gloo_processes_train_both_stages(tmp_path: Path) -> None:
     ckpt = torch.load(tmp_path / "s1" / "checkpoint.pt", weights_only=False)
     assert ckpt["step"] == 3
 
-    done = torchrun("-m", "training.train_stage2", "--config", str(config), "--no-eval",
-                    "--set", "stage2.heads.iters=1", "--set", "stage2.denoiser.iters=1")
+    done = torchrun(
+        "-m",
+        "training.train_stage2",
+        "--config",
+        str(config),
+        "--no-eval",
+        "--set",
+        "stage2.heads.iters=1",
+        "--set",
+        "stage2.denoiser.iters=1",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     model, meta = load_weights(tmp_path / "weights" / "tiny.pt")
     assert meta["stage2"]["world_size"] == 2

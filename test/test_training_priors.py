@@ -37,7 +37,9 @@ def test_priors_are_cached_and_invalidated(tmp_path: Path) -> None:
     source = PairSource([root], priors=PriorCache(backend, tmp_path / "cache", progress=False))
     assert backend.calls == 2
     m_ir, m_vis = source.sample(0)["m_ir"], source.sample(0)["m_vis"]
-    assert m_ir.shape == (48, 48) and m_ir.dtype == np.float32 and 0 <= m_vis.min() <= m_vis.max() <= 1
+    assert (
+        m_ir.shape == (48, 48) and m_ir.dtype == np.float32 and 0 <= m_vis.min() <= m_vis.max() <= 1
+    )
 
     again = CountingBackend()  # a new process: everything comes from disk, identical maps
     reread = PairSource([root], priors=PriorCache(again, tmp_path / "cache", progress=False))
@@ -49,7 +51,9 @@ def test_priors_are_cached_and_invalidated(tmp_path: Path) -> None:
     assert changed.calls == 2
     folders = sorted((tmp_path / "cache").iterdir())
     assert len(folders) == 2
-    recorded = {json.loads((f / "backend.json").read_text())["settings"]["ir_z_threshold"] for f in folders}
+    recorded = {
+        json.loads((f / "backend.json").read_text())["settings"]["ir_z_threshold"] for f in folders
+    }
     assert recorded == {2.0, 3.0}
 
     touched = source.pairs[1].ir  # a copied or touched dataset keeps its cache …

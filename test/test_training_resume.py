@@ -21,8 +21,20 @@ REPO = Path(__file__).resolve().parents[1]
 def start_training(config: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "training.train_stage1", "--config", str(config), "--no-eval", *extra],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "training.train_stage1",
+            "--config",
+            str(config),
+            "--no-eval",
+            *extra,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -47,7 +59,10 @@ def assert_same_training_state(a: dict, b: dict) -> None:
     for key in sa:
         assert float(sa[key]["step"]) == float(sb[key]["step"])
         for moment in ("exp_avg", "exp_avg_sq"):
-            assert torch.allclose(sa[key][moment], sb[key][moment], atol=1e-6, rtol=1e-4), (key, moment)
+            assert torch.allclose(sa[key][moment], sb[key][moment], atol=1e-6, rtol=1e-4), (
+                key,
+                moment,
+            )
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
@@ -60,7 +75,9 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path: Path) -> No
     proc.wait(timeout=30)
     killed_at = load(ckpt)["step"]
     assert killed_at >= 2 and killed_at % 2 == 0
-    assert not list(ckpt.parent.glob("*.tmp"))  # atomic write: no half-written file is left as the checkpoint
+    assert not list(
+        ckpt.parent.glob("*.tmp")
+    )  # atomic write: no half-written file is left as the checkpoint
 
     target = killed_at + 3
     args = ["--config", str(config), "--no-eval", "--set", f"stage1.iters={target}"]
@@ -79,8 +96,15 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
     train = write_pair_folder(tmp_path / "train", count=2, height=40, width=40)
     config = tiny_config(tmp_path, train, train, data__val_mosaic_pairs=0)
     ckpt = tmp_path / "s1" / "checkpoint.pt"
-    proc = start_training(config, "--set", "stage1.iters=100000", "--set", "stage1.ckpt_every=100000",
-                          "--set", "stage1.log_every=1")
+    proc = start_training(
+        config,
+        "--set",
+        "stage1.iters=100000",
+        "--set",
+        "stage1.ckpt_every=100000",
+        "--set",
+        "stage1.log_every=1",
+    )
     log = tmp_path / "s1" / "log.csv"
     deadline = time.time() + 60
     while not (log.is_file() and len(log.read_text().splitlines()) > 2):

@@ -26,7 +26,9 @@ def test_both_stages_train_export_and_evaluate(tmp_path: Path) -> None:
     assert meta1["stage1"]["iters"] == 3 and meta1["training_data"]["pairs"] == 4
     assert set(meta1["stage1"]["metrics"]) >= {"EN", "SSIM", "Qabf"}
     rows = list(csv.DictReader((s1 / "log.csv").open()))
-    assert [int(r["step"]) for r in rows] == [1, 2, 3] and all(np.isfinite(float(r["loss"])) for r in rows)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3] and all(
+        np.isfinite(float(r["loss"])) for r in rows
+    )
     assert list((s1 / "mosaics").glob("stage1_val_*.png")) and (s1 / "tensorboard").is_dir()
     table = (s1 / "eval" / "metrics.md").read_text()
     assert "| stage1_F1 |" in table and "| mean |" in table and "| max |" in table
@@ -42,7 +44,9 @@ def test_both_stages_train_export_and_evaluate(tmp_path: Path) -> None:
     for name, value in model1.stage1.state_dict().items():
         assert torch.equal(value, model.stage1.state_dict()[name])
     assert not torch.equal(model.unet.stem.weight, model1.unet.stem.weight)
-    assert model.heads["1"].out.weight.abs().sum() > 0 and model.heads["3"].out.weight.abs().sum() > 0
+    assert (
+        model.heads["1"].out.weight.abs().sum() > 0 and model.heads["3"].out.weight.abs().sum() > 0
+    )
     assert model.heads["2"].out.weight.abs().sum() == 0  # K=2 was not in heads.steps
     # The trained heads change the output relative to F1; K=1 and K=3 differ.
     frame = FullFramePairs(PairSource([val]))[0]
@@ -68,14 +72,29 @@ def test_finetune_and_no_prior_variants(tmp_path: Path) -> None:
     assert train_stage1.main(["--config", str(config), "--no-eval"]) == 0
     assert train_stage2.main(["--config", str(config), "--no-eval", "--phase", "denoiser"]) == 0
     denoised, _ = load_weights(tmp_path / "s1" / "stage1.pt")
-    denoised.load_state_dict(torch.load(tmp_path / "s2" / "denoiser" / "checkpoint.pt", weights_only=False)["model"])
-    args = ["--config", str(config), "--no-eval", "--phase", "heads", "--set", "stage2.heads.finetune_unet=true",
-            "--set", "priors.backend=none", "--set", f"stage2.output={tmp_path / 'ft.pt'}"]
+    denoised.load_state_dict(
+        torch.load(tmp_path / "s2" / "denoiser" / "checkpoint.pt", weights_only=False)["model"]
+    )
+    args = [
+        "--config",
+        str(config),
+        "--no-eval",
+        "--phase",
+        "heads",
+        "--set",
+        "stage2.heads.finetune_unet=true",
+        "--set",
+        "priors.backend=none",
+        "--set",
+        f"stage2.output={tmp_path / 'ft.pt'}",
+    ]
     assert train_stage2.main(args) == 0
     model, meta = load_weights(tmp_path / "ft.pt")
     assert meta["prior_backend"] == "none" and meta["stage2"]["heads"]["finetune_unet"] is True
     assert not torch.equal(model.unet.stem.weight, denoised.unet.stem.weight)
-    assert torch.equal(model.unet.out[2].weight, denoised.unet.out[2].weight)  # not used by the heads
+    assert torch.equal(
+        model.unet.out[2].weight, denoised.unet.out[2].weight
+    )  # not used by the heads
 
 
 def test_shipped_configs_are_complete() -> None:

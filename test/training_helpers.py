@@ -11,7 +11,9 @@ import yaml
 from sgdfuse_ros.synthetic import render_sequence
 
 
-def write_pair_folder(root: Path, count: int = 3, height: int = 64, width: int = 80, seed: int = 0) -> Path:
+def write_pair_folder(
+    root: Path, count: int = 3, height: int = 64, width: int = 80, seed: int = 0
+) -> Path:
     """``root/ir`` + ``root/vi`` with ``count`` synthetic pairs (gray PNG IR, RGB PNG VIS)."""
     (root / "ir").mkdir(parents=True, exist_ok=True)
     (root / "vi").mkdir(parents=True, exist_ok=True)
@@ -56,8 +58,14 @@ def tiny_config(tmp: Path, train: Path, val: Path, **stage_overrides: object) ->
             "run_dir": str(tmp / "s2"),
             "stage1_weights": str(tmp / "s1" / "stage1.pt"),
             "denoiser": {"iters": 2, "batch_size": 2, "lr": 1e-3, "max_train_timestep": 200},
-            "heads": {"steps": [1, 3], "iters": 2, "batch_size": 2, "lr": 1e-3,
-                      "finetune_unet": False, "unet_lr_scale": 0.1},
+            "heads": {
+                "steps": [1, 3],
+                "iters": 2,
+                "batch_size": 2,
+                "lr": 1e-3,
+                "finetune_unet": False,
+                "unet_lr_scale": 0.1,
+            },
             "log_every": 1,
             "val_every": 2,
             "ckpt_every": 1,
@@ -78,4 +86,6 @@ def tiny_config(tmp: Path, train: Path, val: Path, **stage_overrides: object) ->
 
 def random_pair(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (height, width), np.uint8), rng.integers(0, 256, (height, width, 3), np.uint8)
+    return rng.integers(0, 256, (height, width), np.uint8), rng.integers(
+        0, 256, (height, width, 3), np.uint8
+    )

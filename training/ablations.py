@@ -42,7 +42,9 @@ RETRAINED = {
 }
 
 
-def retrain_head(config: str, out: Path, extra: list[str], iters: int, denoiser: Path, nproc: int) -> Path:
+def retrain_head(
+    config: str, out: Path, extra: list[str], iters: int, denoiser: Path, nproc: int
+) -> Path:
     """Train a K = 1 head from the finished denoiser with the given overrides; returns the weights."""
     weights = out / "weights.pt"
     if weights.is_file():
@@ -50,27 +52,54 @@ def retrain_head(config: str, out: Path, extra: list[str], iters: int, denoiser:
     launcher = [sys.executable]
     if nproc > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd = [*launcher, "-m", "training.train_stage2", "--config", config, "--phase", "heads", "--no-eval",
-           "--set", f"stage2.run_dir={out}", "--set", f"stage2.denoiser_checkpoint={denoiser}",
-           "--set", "stage2.heads.steps=[1]", "--set", f"stage2.heads.iters={iters}",
-           "--set", f"stage2.output={weights}", *extra]
+    cmd = [
+        *launcher,
+        "-m",
+        "training.train_stage2",
+        "--config",
+        config,
+        "--phase",
+        "heads",
+        "--no-eval",
+        "--set",
+        f"stage2.run_dir={out}",
+        "--set",
+        f"stage2.denoiser_checkpoint={denoiser}",
+        "--set",
+        "stage2.heads.steps=[1]",
+        "--set",
+        f"stage2.heads.iters={iters}",
+        "--set",
+        f"stage2.output={weights}",
+        *extra,
+    ]
     LOG.info("running %s", " ".join(cmd))
     subprocess.run(cmd, cwd=REPO_ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     return weights
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", required=True)
     p.add_argument("--weights", default="sgdfuse_ros/weights/sgdfuse_small.pt")
     p.add_argument("--out", default="runs/small/ablations")
     p.add_argument("--table", default="training/results/ablations.md")
     p.add_argument("--retrain-iters", type=int, default=200)
-    p.add_argument("--nproc", type=int, default=2, help="processes for the retraining runs (torchrun)")
+    p.add_argument(
+        "--nproc", type=int, default=2, help="processes for the retraining runs (torchrun)"
+    )
     p.add_argument("--max-pairs", type=int, default=None, help="evaluate only the first pairs")
-    p.add_argument("--skip-retrain", action="store_true", help="only the rows of the shipped weights")
-    p.add_argument("--reuse-k1", help="folder with the shipped weights' K=1 outputs (evaluate_weights)")
-    p.add_argument("--reuse-k3", help="folder with the shipped weights' K=3 outputs (evaluate_weights)")
+    p.add_argument(
+        "--skip-retrain", action="store_true", help="only the rows of the shipped weights"
+    )
+    p.add_argument(
+        "--reuse-k1", help="folder with the shipped weights' K=1 outputs (evaluate_weights)"
+    )
+    p.add_argument(
+        "--reuse-k3", help="folder with the shipped weights' K=3 outputs (evaluate_weights)"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_config(args.config)
@@ -85,16 +114,29 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, Path] = {}
 
     def fuse(name: str, net, steps: int | None, prior_source) -> None:
-        folder = fused_root / name.replace(" ", "_").replace("=", "").replace("(", "").replace(")", "")
+        folder = fused_root / name.replace(" ", "_").replace("=", "").replace("(", "").replace(
+            ")", ""
+        )
         if not folder.is_dir() or not any(folder.iterdir()):
             evaluation.fuse_folder(net, val, folder, steps, prior_source, device, args.max_pairs)
         rows[name] = folder
 
     if not args.skip_retrain:  # first, so they can run while the shipped rows are still being fused
         s2 = cfg["stage2"]
-        denoiser = Path(s2.get("denoiser_checkpoint") or Path(s2["run_dir"]) / "denoiser" / "checkpoint.pt")
-        retrained = {name: retrain_head(args.config, out / name.replace(" ", "_"), extra, args.retrain_iters,
-                                        denoiser, args.nproc) for name, extra in RETRAINED.items()}
+        denoiser = Path(
+            s2.get("denoiser_checkpoint") or Path(s2["run_dir"]) / "denoiser" / "checkpoint.pt"
+        )
+        retrained = {
+            name: retrain_head(
+                args.config,
+                out / name.replace(" ", "_"),
+                extra,
+                args.retrain_iters,
+                denoiser,
+                args.nproc,
+            )
+            for name, extra in RETRAINED.items()
+        }
     for label, steps, reuse in (("full K=3", 3, args.reuse_k3), ("full K=1", 1, args.reuse_k1)):
         if reuse:  # the same weights already fused by training.evaluate_weights
             rows[label] = Path(reuse)
@@ -108,8 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             fuse(f"{name}, K=1", variant, 1, ZeroPriors() if "without priors" in name else priors)
 
     # evaluate_dirs names methods by folder; map them back to the row labels.
-    summary = evaluation.score(val, list(rows.values()), out / "eval",
-                               int(cfg.get("eval", {}).get("workers", 1)), args.max_pairs)
+    summary = evaluation.score(
+        val,
+        list(rows.values()),
+        out / "eval",
+        int(cfg.get("eval", {}).get("workers", 1)),
+        args.max_pairs,
+    )
     by_label = {label: summary[folder.name] for label, folder in rows.items()}
     pairs = args.max_pairs or "all"
     lines = [
@@ -124,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         "all-zero prior maps (in training too for the retrained row).",
         "",
         format_markdown_table(by_label),
-        "Command: `python -m training.ablations " + shlex.join(sys.argv[1:] if argv is None else argv) + "`",
+        "Command: `python -m training.ablations "
+        + shlex.join(sys.argv[1:] if argv is None else argv)
+        + "`",
         "",
     ]
     table = Path(args.table)

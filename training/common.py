@@ -166,16 +166,26 @@ class ResumableSampler(torch.utils.data.Sampler):
     run sees exactly the samples an uninterrupted one would have seen.
     """
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
+    def __init__(
+        self, size: int, seed: int, rank: int = 0, world_size: int = 1, start: int = 0
+    ) -> None:
         if size < 1:
             raise ValueError("cannot sample from an empty dataset")
-        self.size, self.seed, self.rank, self.world_size, self.start = size, seed, rank, world_size, start
+        self.size, self.seed, self.rank, self.world_size, self.start = (
+            size,
+            seed,
+            rank,
+            world_size,
+            start,
+        )
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         position = self.start  # global position counted over all ranks
         while True:
             epoch, offset = divmod(position, self.size)
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
+            order = torch.randperm(
+                self.size, generator=torch.Generator().manual_seed(self.seed + epoch)
+            )
             for i in range(offset, self.size):
                 if position % self.world_size == self.rank:
                     yield int(order[i]), self.seed * 1_000_003 + position
@@ -185,10 +195,16 @@ class ResumableSampler(torch.utils.data.Sampler):
         return 2**62
 
 
-def infinite_loader(dataset: Any, batch_size: int, seed: int, info: Dist, start_batch: int, workers: int):
+def infinite_loader(
+    dataset: Any, batch_size: int, seed: int, info: Dist, start_batch: int, workers: int
+):
     """Batches for steps ``start_batch, start_batch + 1, …`` (the same ones on a resume)."""
     sampler = ResumableSampler(
-        len(dataset), seed, info.rank, info.world_size, start=start_batch * batch_size * info.world_size
+        len(dataset),
+        seed,
+        info.rank,
+        info.world_size,
+        start=start_batch * batch_size * info.world_size,
     )
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -231,7 +247,9 @@ class StopSignal:
         if self.received is not None:  # second signal: the user really wants out now
             raise KeyboardInterrupt
         self.received = signum
-        print(f"\nsignal {signal.Signals(signum).name}: saving a checkpoint and stopping", flush=True)
+        print(
+            f"\nsignal {signal.Signals(signum).name}: saving a checkpoint and stopping", flush=True
+        )
 
 
 # ----------------------------------------------------------------------------- logging
@@ -258,7 +276,11 @@ class RunLogger:
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:
             return
-        row = {"step": step, "time": round(time.time(), 2), **{k: float(v) for k, v in values.items()}}
+        row = {
+            "step": step,
+            "time": round(time.time(), 2),
+            **{k: float(v) for k, v in values.items()},
+        }
         if self._csv_writer is None or list(row) != self._columns:
             path = self.run_dir / "log.csv"
             new_file = not path.exists() or path.stat().st_size == 0
@@ -305,7 +327,9 @@ def mosaic(rows: list[list[np.ndarray]], max_width: int = 1600) -> np.ndarray:
     grid = np.concatenate(lines, axis=0)
     if grid.shape[1] > max_width:
         scale = max_width / grid.shape[1]
-        grid = cv2.resize(grid, (max_width, round(grid.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        grid = cv2.resize(
+            grid, (max_width, round(grid.shape[0] * scale)), interpolation=cv2.INTER_AREA
+        )
     return grid
 
 
@@ -325,4 +349,6 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def autocast(device: torch.device, enabled: bool):
     """Mixed precision on CUDA only (float16 + GradScaler); CPU runs stay in float32."""
-    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled and device.type == "cuda")
+    return torch.autocast(
+        device_type=device.type, dtype=torch.float16, enabled=enabled and device.type == "cuda"
+    )

@@ -128,7 +128,10 @@ def load_pair(pair: PairFiles, max_side: int = 0) -> tuple[np.ndarray, np.ndarra
 
 
 def usable_pairs(
-    folders: Iterable[str | Path], report: ProblemReport, max_side: int = 0, keep_arrays: bool = False
+    folders: Iterable[str | Path],
+    report: ProblemReport,
+    max_side: int = 0,
+    keep_arrays: bool = False,
 ) -> tuple[list[PairFiles], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Pairs of all folders that decode and match in size (each read once); arrays kept on request."""
     kept: list[PairFiles] = []
@@ -168,7 +171,9 @@ class PairSource:
         folders = [Path(f) for f in folders]
         self.report = report or ProblemReport()
         self.max_side = max_side
-        self.pairs, self.arrays = usable_pairs(folders, self.report, max_side, keep_arrays=cache_in_memory)
+        self.pairs, self.arrays = usable_pairs(
+            folders, self.report, max_side, keep_arrays=cache_in_memory
+        )
         if max_pairs is not None:
             self.pairs = self.pairs[:max_pairs]
         if not self.pairs:

@@ -31,7 +31,9 @@ LOG = logging.getLogger("sgdfuse_ros.training")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--weights", default="sgdfuse_ros/weights/sgdfuse_small.pt")
     p.add_argument("--val", default="../shared/data/val/msrs100")
     p.add_argument("--peer", action="append", default=[], help="fused folder of a published method")
@@ -39,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/small/msrs100")
     p.add_argument("--table", default=None, help="also write the Markdown table here")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--update-metadata", action="store_true", help="store the means in the weights file")
+    p.add_argument(
+        "--update-metadata", action="store_true", help="store the means in the weights file"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     val, out = Path(args.val), Path(args.out)
@@ -50,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     fused_dirs, timings = [], {}
     for k in args.steps:
         folder = out / "fused" / f"sgdfuse_K{k}"
-        pipeline = FusionPipeline(weights=args.weights, device="cpu", steps=k, prior_backend=backend)
+        pipeline = FusionPipeline(
+            weights=args.weights, device="cpu", steps=k, prior_backend=backend
+        )
         start = time.time()
         report = fuse_paths(pipeline, ir_dir, vi_dir, folder, progress=False)
         timings[f"K{k}"] = round((time.time() - start) / max(len(report.fused), 1), 3)
@@ -73,9 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     for peer in peer_names:
         for k in args.steps:
             wins = evaluation.wins_against(summary, f"sgdfuse_K{k}", peer)
-            lines.append(f"- K={k} above {peer} on {len(wins)} of 9 metrics: {', '.join(wins) or 'none'}")
-    lines += ["", f"CPU seconds per 640×480 pair (priors + network, this run): {timings}", "",
-              "Command: `python -m training.evaluate_weights " + shlex.join(sys.argv[1:] if argv is None else argv) + "`"]
+            lines.append(
+                f"- K={k} above {peer} on {len(wins)} of 9 metrics: {', '.join(wins) or 'none'}"
+            )
+    lines += [
+        "",
+        f"CPU seconds per 640×480 pair (priors + network, this run): {timings}",
+        "",
+        "Command: `python -m training.evaluate_weights "
+        + shlex.join(sys.argv[1:] if argv is None else argv)
+        + "`",
+    ]
     text = "\n".join(lines) + "\n"
     (out / "msrs100.md").write_text(text)
     if args.table:
@@ -85,9 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.update_metadata:
         meta["metrics"] = {
-            "validation": str(val), "pairs": len(list(ir_dir.iterdir())), "means": summary,
-            "above_peer": {peer: {f"K{k}": evaluation.wins_against(summary, f"sgdfuse_K{k}", peer)
-                                  for k in args.steps} for peer in peer_names},
+            "validation": str(val),
+            "pairs": len(list(ir_dir.iterdir())),
+            "means": summary,
+            "above_peer": {
+                peer: {
+                    f"K{k}": evaluation.wins_against(summary, f"sgdfuse_K{k}", peer)
+                    for k in args.steps
+                }
+                for peer in peer_names
+            },
         }
         save_weights(model, args.weights, meta)
     return 0

@@ -33,11 +33,15 @@ def fuse_folder(
     """Fuse every pair of ``val_folder`` (full size); ``steps=None`` writes F1 (Stage I only)."""
     from tqdm import tqdm
 
-    source = PairSource([val_folder], max_side=0, cache_in_memory=False, priors=priors, max_pairs=max_pairs)
+    source = PairSource(
+        [val_folder], max_side=0, cache_in_memory=False, priors=priors, max_pairs=max_pairs
+    )
     frames = FullFramePairs(source)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
-    for i in tqdm(range(len(frames)), desc=f"fuse {out_dir.name}", disable=not progress, leave=False):
+    for i in tqdm(
+        range(len(frames)), desc=f"fuse {out_dir.name}", disable=not progress, leave=False
+    ):
         sample = frames[i]
         ir, vis, m_ir, m_vis = (sample[k][None].to(device) for k in ("ir", "vis", "m_ir", "m_vis"))
         if steps is None:
@@ -50,7 +54,9 @@ def fuse_folder(
     return out_dir
 
 
-def write_baselines(val_folder: str | Path, out_root: Path, max_pairs: int | None = None) -> list[Path]:
+def write_baselines(
+    val_folder: str | Path, out_root: Path, max_pairs: int | None = None
+) -> list[Path]:
     """Plain mean and max luminance fusion of the validation pairs (the `sgdfuse eval` baselines)."""
     from sgdfuse_ros.evaluate import baseline_fuse
     from sgdfuse_ros.imaging import read_pair
@@ -101,7 +107,9 @@ def score(
 
 def wins_against(summary: dict[str, dict[str, float]], ours: str, peer: str) -> list[str]:
     """Metrics where ``ours`` scores above ``peer`` (all metrics are higher-is-better)."""
-    return [m for m, v in summary[ours].items() if peer in summary and v > summary[peer].get(m, np.inf)]
+    return [
+        m for m, v in summary[ours].items() if peer in summary and v > summary[peer].get(m, np.inf)
+    ]
 
 
 def val_priors(priors_config: dict[str, Any], device: str) -> Any:

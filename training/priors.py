@@ -43,15 +43,25 @@ def _to_u8(m: np.ndarray) -> np.ndarray:
 class PriorCache:
     """Priors of a backend, computed on first use and kept on disk and (as uint8) in memory."""
 
-    def __init__(self, backend: Any, cache_dir: str | Path, max_side: int = 0, progress: bool = True) -> None:
+    def __init__(
+        self, backend: Any, cache_dir: str | Path, max_side: int = 0, progress: bool = True
+    ) -> None:
         self.backend = backend
         self.max_side = max_side
         self.progress = progress
-        self.description = {"backend": backend.name, "settings": backend.settings(), "max_side": max_side}
-        digest = hashlib.sha1(json.dumps(self.description, sort_keys=True, default=str).encode()).hexdigest()
+        self.description = {
+            "backend": backend.name,
+            "settings": backend.settings(),
+            "max_side": max_side,
+        }
+        digest = hashlib.sha1(
+            json.dumps(self.description, sort_keys=True, default=str).encode()
+        ).hexdigest()
         self.folder = Path(cache_dir) / f"{backend.name}-{digest[:10]}"
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "backend.json").write_text(json.dumps(self.description, indent=2, default=str) + "\n")
+        (self.folder / "backend.json").write_text(
+            json.dumps(self.description, indent=2, default=str) + "\n"
+        )
         self._memory: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
@@ -61,18 +71,24 @@ class PriorCache:
     def entry_path(self, pair: PairFiles) -> Path:
         return self.folder / (pair.key.replace("/", "__") + ".npz")
 
-    def prepare(self, pairs: list[PairFiles], load: Callable[[PairFiles], tuple[np.ndarray, np.ndarray]]) -> None:
+    def prepare(
+        self, pairs: list[PairFiles], load: Callable[[PairFiles], tuple[np.ndarray, np.ndarray]]
+    ) -> None:
         """Compute or read the priors of every pair now (so training steps never wait on them)."""
         from tqdm import tqdm
 
-        for pair in tqdm(pairs, desc=f"priors ({self.name})", disable=not self.progress, leave=False):
+        for pair in tqdm(
+            pairs, desc=f"priors ({self.name})", disable=not self.progress, leave=False
+        ):
             try:
                 ir, vis = load(pair)
             except (OSError, ValueError):
                 continue  # the dataset reports unreadable pairs itself
             self.get(pair, ir, vis)
 
-    def get(self, pair: PairFiles, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def get(
+        self, pair: PairFiles, ir: np.ndarray, vis: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(m_ir, m_vis) float32 H×W in [0, 1] for this pair's (loaded, possibly resized) images."""
         cached = self._memory.get(pair.key)
         if cached is None:
@@ -80,7 +96,9 @@ class PriorCache:
             self._memory[pair.key] = cached
         return cached[0].astype(np.float32) / 255.0, cached[1].astype(np.float32) / 255.0
 
-    def _read_or_compute(self, pair: PairFiles, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _read_or_compute(
+        self, pair: PairFiles, ir: np.ndarray, vis: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         path = self.entry_path(pair)
         signature = _signature(ir, vis)
         if path.is_file():
@@ -109,7 +127,9 @@ class ZeroPriors:
     def prepare(self, pairs: list[PairFiles], load: Callable[..., Any]) -> None:
         """Nothing to compute."""
 
-    def get(self, pair: PairFiles, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def get(
+        self, pair: PairFiles, ir: np.ndarray, vis: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         zeros = np.zeros(ir.shape, np.float32)
         return zeros, zeros
 
@@ -134,12 +154,16 @@ def build_backend(priors_config: dict[str, Any], device: str = "cpu") -> Any:
     )
 
 
-def build_prior_cache(priors_config: dict[str, Any], max_side: int, device: str = "cpu", progress: bool = True):
+def build_prior_cache(
+    priors_config: dict[str, Any], max_side: int, device: str = "cpu", progress: bool = True
+):
     """A :class:`PriorCache` for the configured backend, or :class:`ZeroPriors` for ``none``."""
     backend = build_backend(priors_config, device)
     if isinstance(backend, ZeroPriors):
         return backend
-    return PriorCache(backend, priors_config.get("cache_dir", "runs/priors_cache"), max_side, progress)
+    return PriorCache(
+        backend, priors_config.get("cache_dir", "runs/priors_cache"), max_side, progress
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

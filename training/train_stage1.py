@@ -57,11 +57,18 @@ LOG = logging.getLogger("sgdfuse_ros.training")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", required=True, help="YAML training config (training/configs/*.yaml)")
     p.add_argument("--resume", action="store_true", help="continue from <run_dir>/checkpoint.pt")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config entry, e.g. --set stage1.iters=100 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config entry, e.g. --set stage1.iters=100 (repeatable)",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip the end-of-stage evaluation")
     return p.parse_args(argv)
 
@@ -105,15 +112,24 @@ def main(argv: list[str] | None = None) -> int:
     iters, batch_size = int(scfg["iters"]), int(scfg["batch_size"])
 
     # ---- data: random crops of every training folder, a few full frames for mosaics
-    train_source = PairSource(dcfg["train"], int(dcfg.get("max_side", 0)), bool(dcfg.get("cache_in_memory", True)))
-    train_set = RandomCropPairs(train_source, int(dcfg["crop"]), bool(dcfg.get("vertical_flip", False)))
+    train_source = PairSource(
+        dcfg["train"], int(dcfg.get("max_side", 0)), bool(dcfg.get("cache_in_memory", True))
+    )
+    train_set = RandomCropPairs(
+        train_source, int(dcfg["crop"]), bool(dcfg.get("vertical_flip", False))
+    )
     mosaic_frames = None
     if dist_info.is_main and dcfg.get("val") and int(dcfg.get("val_mosaic_pairs", 0)) > 0:
         mosaic_frames = FullFramePairs(
             PairSource([dcfg["val"]], 0, False, max_pairs=int(dcfg["val_mosaic_pairs"]))
         )
-    LOG.info("stage 1: %d training pairs (%d problems skipped), device %s, world size %d",
-             len(train_source), len(train_source.report.problems), device, dist_info.world_size)
+    LOG.info(
+        "stage 1: %d training pairs (%d problems skipped), device %s, world size %d",
+        len(train_source),
+        len(train_source.report.problems),
+        device,
+        dist_info.world_size,
+    )
 
     # ---- model and optimizer (only Stage I is trained here)
     model = SGDFuse(PRESETS[cfg["model"]]()).to(device)
@@ -137,15 +153,27 @@ def main(argv: list[str] | None = None) -> int:
 
     def save_checkpoint() -> None:
         if dist_info.is_main:
-            save_checkpoint_atomic(ckpt_path, {
-                "step": step, "elapsed_s": elapsed, "commands": commands, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "config": cfg,
-            })
+            save_checkpoint_atomic(
+                ckpt_path,
+                {
+                    "step": step,
+                    "elapsed_s": elapsed,
+                    "commands": commands,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "config": cfg,
+                },
+            )
 
-    batches = infinite_loader(train_set, batch_size, int(cfg["seed"]), dist_info, step, int(dcfg.get("num_workers", 0)))
+    batches = infinite_loader(
+        train_set, batch_size, int(cfg["seed"]), dist_info, step, int(dcfg.get("num_workers", 0))
+    )
     stop = StopSignal()
     logger = RunLogger(run_dir, dist_info.is_main)
-    progress = tqdm(total=iters, initial=step, desc="stage 1", disable=not dist_info.is_main, dynamic_ncols=True)
+    progress = tqdm(
+        total=iters, initial=step, desc="stage 1", disable=not dist_info.is_main, dynamic_ncols=True
+    )
     net.train()
     window_start, window_steps = time.time(), 0
 
@@ -160,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         with autocast(device, use_amp):
             f1 = trained(ir, vis)
         f1_y = rgb_to_ycbcr(f1.float())[:, :1]  # the luminance the metrics see (after RGB clamp)
-        loss, parts = fusion_loss(f1_y, ir, vis_y, float(lcfg["lambda_intensity"]), float(lcfg["lambda_gradient"]))
+        loss, parts = fusion_loss(
+            f1_y, ir, vis_y, float(lcfg["lambda_intensity"]), float(lcfg["lambda_gradient"])
+        )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -174,8 +204,12 @@ def main(argv: list[str] | None = None) -> int:
             elapsed += now - window_start
             rate = window_steps / max(now - window_start, 1e-9)
             window_start, window_steps = now, 0
-            values = {"loss": mean_across_ranks(float(loss.detach())), "lr": lr, "it_per_s": rate,
-                      **{f"loss_{k}": mean_across_ranks(v) for k, v in parts.items()}}
+            values = {
+                "loss": mean_across_ranks(float(loss.detach())),
+                "lr": lr,
+                "it_per_s": rate,
+                **{f"loss_{k}": mean_across_ranks(v) for k, v in parts.items()},
+            }
             logger.scalars(step, values)
             progress.set_postfix(loss=f"{values['loss']:.4f}", it_s=f"{rate:.2f}")
         if mosaic_frames is not None and (step % int(scfg["val_every"]) == 0 or step == iters):
@@ -196,20 +230,33 @@ def main(argv: list[str] | None = None) -> int:
     # ---- export the Stage I weights and evaluate F1 on the validation folder
     if dist_info.is_main:
         stage1_record = {
-            "iters": iters, "batch_size": batch_size, "world_size": dist_info.world_size,
-            "crop": int(dcfg["crop"]), "lr": float(scfg["lr"]), "lr_min_ratio": scfg.get("lr_min_ratio"),
+            "iters": iters,
+            "batch_size": batch_size,
+            "world_size": dist_info.world_size,
+            "crop": int(dcfg["crop"]),
+            "lr": float(scfg["lr"]),
+            "lr_min_ratio": scfg.get("lr_min_ratio"),
             "loss": {k: lcfg[k] for k in ("lambda_intensity", "lambda_gradient")},
-            "wall_time_s": round(elapsed, 1), "machine": machine_description(), "device": str(device),
-            "command": commands[-1], "commands": commands, "git_commit": git_commit(),
+            "wall_time_s": round(elapsed, 1),
+            "machine": machine_description(),
+            "device": str(device),
+            "command": commands[-1],
+            "commands": commands,
+            "git_commit": git_commit(),
         }
         metadata = {
-            "trained": True, "config_name": cfg["model"], "stages_trained": ["stage1"],
+            "trained": True,
+            "config_name": cfg["model"],
+            "stages_trained": ["stage1"],
             "note": "Stage I only: the Stage II heads are untrained and return F1 unchanged",
             "training_data": {
-                "folders": [str(f) for f in dcfg["train"]], "pairs": len(train_source),
-                "skipped": len(train_source.report.problems), "max_side": dcfg.get("max_side", 0),
+                "folders": [str(f) for f in dcfg["train"]],
+                "pairs": len(train_source),
+                "skipped": len(train_source.report.problems),
+                "max_side": dcfg.get("max_side", 0),
             },
-            "stage1": stage1_record, "seed": cfg["seed"],
+            "stage1": stage1_record,
+            "seed": cfg["seed"],
         }
         weights_path = save_weights(model.cpu(), run_dir / "stage1.pt", metadata)
         model.to(device)
@@ -224,15 +271,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def evaluate_stage1(model: SGDFuse, cfg: dict[str, Any], out: Path, device: torch.device) -> dict[str, Any]:
+def evaluate_stage1(
+    model: SGDFuse, cfg: dict[str, Any], out: Path, device: torch.device
+) -> dict[str, Any]:
     """F1 next to plain mean / max fusion and the configured peer methods (e.g. SeAFusion)."""
     scfg = cfg["stage1"]
     max_pairs = scfg.get("eval_max_pairs")
     val = cfg["data"]["val"]
-    fused = [evaluation.fuse_folder(model, val, out / "fused" / "stage1_F1", None, None, device, max_pairs)]
+    fused = [
+        evaluation.fuse_folder(
+            model, val, out / "fused" / "stage1_F1", None, None, device, max_pairs
+        )
+    ]
     fused += evaluation.write_baselines(val, out / "fused", max_pairs)
     fused += [Path(p) for p in cfg.get("eval", {}).get("peers", []) if Path(p).is_dir()]
-    summary = evaluation.score(val, fused, out, int(cfg.get("eval", {}).get("workers", 1)), max_pairs)
+    summary = evaluation.score(
+        val, fused, out, int(cfg.get("eval", {}).get("workers", 1)), max_pairs
+    )
     LOG.info("stage 1 evaluation written to %s", out / "metrics.md")
     return summary["stage1_F1"]
 

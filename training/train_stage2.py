@@ -71,12 +71,19 @@ PHASES = ("denoiser", "heads")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", required=True, help="YAML training config (training/configs/*.yaml)")
     p.add_argument("--phase", choices=("all", *PHASES), default="all", help="which phase(s) to run")
     p.add_argument("--resume", action="store_true", help="continue each phase from its checkpoint")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config entry, e.g. --set stage2.heads.iters=50 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config entry, e.g. --set stage2.heads.iters=50 (repeatable)",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip the end-of-stage evaluation")
     return p.parse_args(argv)
 
@@ -112,7 +119,9 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Te
 
 
 @torch.no_grad()
-def validation_mosaic(model: SGDFuse, frames: FullFramePairs, steps: list[int], device: torch.device) -> Any:
+def validation_mosaic(
+    model: SGDFuse, frames: FullFramePairs, steps: list[int], device: torch.device
+) -> Any:
     """IR | VIS | M_ir | M_vis | F1 | fused for each K, on a few full-size validation pairs."""
     model.eval()
     rows = []
@@ -163,7 +172,9 @@ def run_phase(
             # The output conv only serves the noise prediction, which this loss never sees.
             unet_params = [p for n, p in model.unet.named_parameters() if not n.startswith("out.")]
             trained_modules.append(model.unet)
-            groups.append({"params": unet_params, "lr_scale": float(s2["heads"].get("unet_lr_scale", 0.1))})
+            groups.append(
+                {"params": unet_params, "lr_scale": float(s2["heads"].get("unet_lr_scale", 0.1))}
+            )
     for group in groups:
         for p in group["params"]:
             p.requires_grad_(True)
@@ -185,19 +196,34 @@ def run_phase(
 
     def save_checkpoint() -> None:
         if dist_info.is_main:
-            save_checkpoint_atomic(ckpt_path, {
-                "phase": phase, "step": step, "elapsed_s": elapsed, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "config": cfg,
-            })
+            save_checkpoint_atomic(
+                ckpt_path,
+                {
+                    "phase": phase,
+                    "step": step,
+                    "elapsed_s": elapsed,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "config": cfg,
+                },
+            )
 
     seed = int(cfg["seed"]) + (0 if phase == "denoiser" else 1)
-    batches = infinite_loader(train_set, batch_size, seed, dist_info, step, int(cfg["data"].get("num_workers", 0)))
+    batches = infinite_loader(
+        train_set, batch_size, seed, dist_info, step, int(cfg["data"].get("num_workers", 0))
+    )
     noise_gen = torch.Generator().manual_seed(seed * 7919 + dist_info.rank * 104729 + step)
     max_t = int(s2["denoiser"].get("max_train_timestep", model.config.num_timesteps))
     stop = StopSignal()
     logger = RunLogger(run_dir, dist_info.is_main)
-    progress = tqdm(total=iters, initial=step, desc=f"stage 2 {phase}", disable=not dist_info.is_main,
-                    dynamic_ncols=True)
+    progress = tqdm(
+        total=iters,
+        initial=step,
+        desc=f"stage 2 {phase}",
+        disable=not dist_info.is_main,
+        dynamic_ncols=True,
+    )
     window_start, window_steps = time.time(), 0
 
     # ---- the training loop
@@ -219,11 +245,19 @@ def run_phase(
             else:
                 vis_y = rgb_to_ycbcr(b["vis"])[:, :1]
                 losses = []
-                for k, y in zip(steps, trained(f1, b["m_ir"], b["m_vis"], b["ir"], b["vis"]), strict=True):
+                for k, y in zip(
+                    steps, trained(f1, b["m_ir"], b["m_vis"], b["ir"], b["vis"]), strict=True
+                ):
                     fused_y = rgb_to_ycbcr(with_luminance(y.float(), b["vis"]))[:, :1]
                     loss_k, _ = masked_fusion_loss(
-                        fused_y, b["ir"], vis_y, b["m_ir"], b["m_vis"], float(lcfg["lambda_intensity"]),
-                        float(lcfg["lambda_gradient"]), float(lcfg["background_weight"]),
+                        fused_y,
+                        b["ir"],
+                        vis_y,
+                        b["m_ir"],
+                        b["m_vis"],
+                        float(lcfg["lambda_intensity"]),
+                        float(lcfg["lambda_gradient"]),
+                        float(lcfg["background_weight"]),
                     )
                     losses.append(loss_k)
                     parts[f"loss_K{k}"] = float(loss_k.detach())
@@ -241,12 +275,18 @@ def run_phase(
             elapsed += now - window_start
             rate = window_steps / max(now - window_start, 1e-9)
             window_start, window_steps = now, 0
-            values = {"loss": mean_across_ranks(float(loss.detach())), "lr": lr, "it_per_s": rate,
-                      **{k: mean_across_ranks(v) for k, v in parts.items()}}
+            values = {
+                "loss": mean_across_ranks(float(loss.detach())),
+                "lr": lr,
+                "it_per_s": rate,
+                **{k: mean_across_ranks(v) for k, v in parts.items()},
+            }
             logger.scalars(step, values)
             progress.set_postfix(loss=f"{values['loss']:.4f}", it_s=f"{rate:.2f}")
         if mosaic_frames is not None and (step % int(s2["val_every"]) == 0 or step == iters):
-            logger.image(step, f"stage2_{phase}_val", validation_mosaic(model, mosaic_frames, steps, device))
+            logger.image(
+                step, f"stage2_{phase}_val", validation_mosaic(model, mosaic_frames, steps, device)
+            )
             for m in trained_modules:
                 m.train()
         stopping = all_reduce_flag(stop.received is not None)
@@ -257,17 +297,31 @@ def run_phase(
         if stopping:
             progress.close()
             logger.close()
-            raise SystemExit(f"stopped by signal during {phase} at step {step}; continue with --resume")
+            raise SystemExit(
+                f"stopped by signal during {phase} at step {step}; continue with --resume"
+            )
     progress.close()
     logger.close()
-    record = {"iters": iters, "batch_size": batch_size, "lr": float(pcfg["lr"]),
-              "lr_min_ratio": pcfg.get("lr_min_ratio"), "wall_time_s": round(elapsed, 1)}
+    record = {
+        "iters": iters,
+        "batch_size": batch_size,
+        "lr": float(pcfg["lr"]),
+        "lr_min_ratio": pcfg.get("lr_min_ratio"),
+        "wall_time_s": round(elapsed, 1),
+    }
     if phase == "denoiser":
         record["max_train_timestep"] = max_t
     else:
-        record.update({"steps": steps, "finetune_unet": finetune,
-                       "unet_lr_scale": s2["heads"].get("unet_lr_scale") if finetune else None,
-                       "loss": {k: lcfg[k] for k in ("lambda_intensity", "lambda_gradient", "background_weight")}})
+        record.update(
+            {
+                "steps": steps,
+                "finetune_unet": finetune,
+                "unet_lr_scale": s2["heads"].get("unet_lr_scale") if finetune else None,
+                "loss": {
+                    k: lcfg[k] for k in ("lambda_intensity", "lambda_gradient", "background_weight")
+                },
+            }
+        )
     if dist_info.is_main:
         write_json(run_dir / "done.json", record)
     return record
@@ -288,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     # ---- Stage I weights (frozen) and the rest of the model as the config builds it
     model, stage1_meta = load_weights(s2["stage1_weights"])
     if model.config.to_dict() != PRESETS[cfg["model"]]().to_dict():
-        LOG.warning("stage1 weights config differs from preset %r; using the weights' config", cfg["model"])
+        LOG.warning(
+            "stage1 weights config differs from preset %r; using the weights' config", cfg["model"]
+        )
     model = model.to(device)
 
     # ---- data with cached priors (computed once, by rank 0 first so ranks do not race)
@@ -305,20 +361,32 @@ def main(argv: list[str] | None = None) -> int:
         torch.distributed.barrier()
     if not dist_info.is_main:
         priors, train_source = prior_source(progress=False)
-    train_set = RandomCropPairs(train_source, int(dcfg["crop"]), bool(dcfg.get("vertical_flip", False)))
+    train_set = RandomCropPairs(
+        train_source, int(dcfg["crop"]), bool(dcfg.get("vertical_flip", False))
+    )
     mosaic_frames = None
     if dist_info.is_main and dcfg.get("val") and int(dcfg.get("val_mosaic_pairs", 0)) > 0:
         vpriors = evaluation.val_priors(cfg["priors"], str(device))
-        mosaic_frames = FullFramePairs(PairSource([dcfg["val"]], 0, False, vpriors, max_pairs=int(dcfg["val_mosaic_pairs"])))
-    LOG.info("stage 2: %d training pairs (%d problems skipped), priors %s, device %s, world size %d",
-             len(train_source), len(train_source.report.problems), priors.name, device, dist_info.world_size)
+        mosaic_frames = FullFramePairs(
+            PairSource([dcfg["val"]], 0, False, vpriors, max_pairs=int(dcfg["val_mosaic_pairs"]))
+        )
+    LOG.info(
+        "stage 2: %d training pairs (%d problems skipped), priors %s, device %s, world size %d",
+        len(train_source),
+        len(train_source.report.problems),
+        priors.name,
+        device,
+        dist_info.world_size,
+    )
 
     records: dict[str, Any] = {}
     run_dir = Path(s2["run_dir"])
     denoiser_ckpt = Path(s2.get("denoiser_checkpoint") or run_dir / "denoiser" / "checkpoint.pt")
     denoiser_done = denoiser_ckpt.parent / "done.json"
     if args.phase in ("all", "denoiser") and not (args.resume and denoiser_done.is_file()):
-        records["denoiser"] = run_phase("denoiser", model, cfg, train_set, mosaic_frames, dist_info, device, args.resume)
+        records["denoiser"] = run_phase(
+            "denoiser", model, cfg, train_set, mosaic_frames, dist_info, device, args.resume
+        )
     else:  # heads only, or a resume after the denoiser finished: start from the trained U-Net
         if not denoiser_done.is_file():
             raise SystemExit(f"no finished denoiser at {denoiser_ckpt}; run --phase denoiser first")
@@ -326,11 +394,15 @@ def main(argv: list[str] | None = None) -> int:
         records["denoiser"] = json.loads(denoiser_done.read_text())
         LOG.info("U-Net from the finished denoiser phase %s", denoiser_ckpt)
     if args.phase in ("all", "heads"):
-        records["heads"] = run_phase("heads", model, cfg, train_set, mosaic_frames, dist_info, device, args.resume)
+        records["heads"] = run_phase(
+            "heads", model, cfg, train_set, mosaic_frames, dist_info, device, args.resume
+        )
 
     if dist_info.is_main and "heads" in records:
         command = command_line("training.train_stage2", argv)
-        metadata = build_metadata(cfg, stage1_meta, records, train_source, priors, device, dist_info, command)
+        metadata = build_metadata(
+            cfg, stage1_meta, records, train_source, priors, device, dist_info, command
+        )
         out = Path(s2["output"])
         save_weights(model.cpu(), out, metadata)
         model.to(device)
@@ -343,14 +415,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_metadata(
-    cfg: dict[str, Any], stage1_meta: dict[str, Any], records: dict[str, Any], source: PairSource,
-    priors: Any, device: torch.device, dist_info: Dist, command: str,
+    cfg: dict[str, Any],
+    stage1_meta: dict[str, Any],
+    records: dict[str, Any],
+    source: PairSource,
+    priors: Any,
+    device: torch.device,
+    dist_info: Dist,
+    command: str,
 ) -> dict[str, Any]:
     """Everything needed to know what the weights are and to reproduce them."""
     s2 = cfg["stage2"]
     stage2_record = {
-        **records, "world_size": dist_info.world_size, "crop": int(cfg["data"]["crop"]),
-        "machine": machine_description(), "device": str(device), "command": command,
+        **records,
+        "world_size": dist_info.world_size,
+        "crop": int(cfg["data"]["crop"]),
+        "machine": machine_description(),
+        "device": str(device),
+        "command": command,
         "git_commit": git_commit(),
     }
     prior_settings = priors.backend.settings() if hasattr(priors, "backend") else priors.settings()
@@ -366,11 +448,14 @@ def build_metadata(
         "prior_note": (
             "trained with the classical prior backend (no SAM checkpoint was used); retrain with "
             "priors.backend: sam and priors.sam_checkpoint: <file> for SAM priors"
-            if priors.name == "classical" else f"trained with {priors.name} priors"
+            if priors.name == "classical"
+            else f"trained with {priors.name} priors"
         ),
         "training_data": {
-            "folders": [str(f) for f in cfg["data"]["train"]], "pairs": len(source),
-            "skipped": len(source.report.problems), "max_side": cfg["data"].get("max_side", 0),
+            "folders": [str(f) for f in cfg["data"]["train"]],
+            "pairs": len(source),
+            "skipped": len(source.report.problems),
+            "max_side": cfg["data"].get("max_side", 0),
             "validation": cfg["data"].get("val"),
         },
         "seed": cfg["seed"],
@@ -379,18 +464,30 @@ def build_metadata(
     }
 
 
-def evaluate_stage2(model: SGDFuse, cfg: dict[str, Any], out: Path, device: torch.device) -> dict[str, Any]:
+def evaluate_stage2(
+    model: SGDFuse, cfg: dict[str, Any], out: Path, device: torch.device
+) -> dict[str, Any]:
     """Each K of ``eval_steps`` and F1 next to plain mean / max fusion and the peers."""
     s2 = cfg["stage2"]
     max_pairs = s2.get("eval_max_pairs")
     val = cfg["data"]["val"]
     priors = evaluation.val_priors(cfg["priors"], str(device))
-    fused = [evaluation.fuse_folder(model, val, out / "fused" / f"sgdfuse_K{k}", int(k), priors, device, max_pairs)
-             for k in s2.get("eval_steps", [1])]
-    fused.append(evaluation.fuse_folder(model, val, out / "fused" / "stage1_F1", None, priors, device, max_pairs))
+    fused = [
+        evaluation.fuse_folder(
+            model, val, out / "fused" / f"sgdfuse_K{k}", int(k), priors, device, max_pairs
+        )
+        for k in s2.get("eval_steps", [1])
+    ]
+    fused.append(
+        evaluation.fuse_folder(
+            model, val, out / "fused" / "stage1_F1", None, priors, device, max_pairs
+        )
+    )
     fused += evaluation.write_baselines(val, out / "fused", max_pairs)
     fused += [Path(p) for p in cfg.get("eval", {}).get("peers", []) if Path(p).is_dir()]
-    summary = evaluation.score(val, fused, out, int(cfg.get("eval", {}).get("workers", 1)), max_pairs)
+    summary = evaluation.score(
+        val, fused, out, int(cfg.get("eval", {}).get("workers", 1)), max_pairs
+    )
     LOG.info("stage 2 evaluation written to %s", out / "metrics.md")
     return {"validation": val, "pairs": max_pairs or "all", "means": summary}
 
