@@ -46,7 +46,7 @@ setup(
     entry_points={
         "console_scripts": [
             "fusion_node = sgdfuse_ros.ros.node:main",
-            "sgdfuse = sgdfuse_ros.cli:main",
+            "sgdfuse = sgdfuse_ros.cli.main:main",
         ],
     },
 )

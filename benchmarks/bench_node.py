@@ -30,7 +30,7 @@ def _percentile(values: list[float], q: float) -> float:
 def _image(array: np.ndarray, encoding: str):  # noqa: ANN202 - sensor_msgs Image
     from sensor_msgs.msg import Image
 
-    from sgdfuse_ros.ros.image_codec import encode_array
+    from sgdfuse_ros.io.image_codec import encode_array
 
     fields = encode_array(array, encoding)
     msg = Image(

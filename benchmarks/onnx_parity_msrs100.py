@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sgdfuse_ros.bench import iter_pairs
 from sgdfuse_ros.pipeline import FusionPipeline
+from sgdfuse_ros.tools.bench import iter_pairs
 
 
 def main() -> None:

@@ -2,7 +2,18 @@
 
 
 class InputError(ValueError):
-    """An input image (or pair) cannot be fused: wrong size, dtype, channels, empty, NaN/inf."""
+    """An input image (or pair) cannot be fused: wrong size, dtype, channels, empty, NaN/inf.
+
+    ``reason`` is a short key (``size_mismatch``, ``bad_encoding``, …) that the node and the
+    offline tools count bad input by; the message says what is wrong and how to fix it.
+    """
+
+    reason = "invalid"  # subclasses name their kind of fault
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class WeightsError(RuntimeError):

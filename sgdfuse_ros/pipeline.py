@@ -13,17 +13,20 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from .deploy import make_runner
+from .deploy.runner import NetworkRunner
 from .errors import BackendUnavailableError, InputError, WeightsError
 from .imaging import ir_to_unit
 from .memory import retain_freed_memory
 from .model_io import DEFAULT_WEIGHTS, RETRAIN_HINT, load_weights, untrained_model
+from .options import PipelineOptions
+from .semantics import build_prior_backend
 
 LOG = logging.getLogger("sgdfuse_ros")
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
 @dataclass
@@ -33,75 +36,6 @@ class FusionResult:
     prior_ir: np.ndarray | None = None  # H×W float32 in [0, 1] (return_intermediate)
     prior_vis: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-class NetworkRunner(Protocol):
-    """Runs Stage I + Stage II on padded-or-not float32 NCHW arrays in [0, 1]."""
-
-    supported_steps: tuple[int, ...]
-
-    def run(
-        self, ir: np.ndarray, vis: np.ndarray, m_ir: np.ndarray, m_vis: np.ndarray, steps: int
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-        """→ (fused 1×3×H×W, F1 1×3×H×W, {"stage1": ms, "stage2": ms})."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class TorchRunner:
-    """Eager PyTorch on CPU or CUDA; fp16 autocast on CUDA, always under inference_mode.
-
-    Weights and activations are kept channels-last: oneDNN's depthwise and 1×1 convolutions
-    run about 3× faster on the CPU that way (measured at 640×480), and CUDA's fp16 convolutions
-    prefer it too.
-    """
-
-    def __init__(self, model: Any, device: str, fp16: bool | None = None) -> None:
-        import torch
-
-        self.torch = torch
-        self.device = torch.device(device)
-        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        self.fp16 = (self.device.type == "cuda") if fp16 is None else fp16
-        self.supported_steps = tuple(model.supported_steps)
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            self.torch.cuda.synchronize(self.device)
-
-    def run(
-        self, ir: np.ndarray, vis: np.ndarray, m_ir: np.ndarray, m_vis: np.ndarray, steps: int
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-        from .models.sgdfuse import pad_to_multiple
-
-        torch, model = self.torch, self.model
-        h, w = ir.shape[-2:]
-        multiple = model.config.unet.size_multiple
-        with (
-            torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16),
-        ):
-            tensors = [
-                pad_to_multiple(torch.from_numpy(a).to(self.device), multiple).contiguous(
-                    memory_format=torch.channels_last
-                )
-                for a in (ir, vis, m_ir, m_vis)
-            ]
-            t0 = time.perf_counter()
-            f1 = model.stage1(tensors[0], tensors[1])
-            self._sync()
-            t1 = time.perf_counter()
-            fused = model.stage2(f1, tensors[2], tensors[3], tensors[0], tensors[1], steps)
-            self._sync()
-            t2 = time.perf_counter()
-        to_np = lambda x: x[..., :h, :w].float().cpu().numpy()  # noqa: E731
-        return to_np(fused), to_np(f1), {"stage1": (t1 - t0) * 1e3, "stage2": (t2 - t1) * 1e3}
-
-    def close(self) -> None:
-        self.model.to("cpu")
-        if self.device.type == "cuda":
-            self.torch.cuda.empty_cache()
 
 
 def _check_finite(name: str, arr: np.ndarray) -> None:
@@ -159,50 +93,29 @@ def validate_vis(vis: Any) -> np.ndarray:
 class FusionPipeline:
     """Thermal + RGB frames → fused RGB frame (Stage I, semantic priors, Stage II).
 
-    ``backend`` runs the networks on torch, onnxruntime or tensorrt; ``fp16`` is half precision
-    (default: on CUDA only); ``engine_dir`` caches exported graphs and TensorRT plans;
-    ``engine_build`` is what tensorrt does without a plan ("background": build on a worker thread
-    while torch fuses, "blocking", or "never": raise naming ``sgdfuse export --engines``);
-    ``cpu_threads`` bounds CPU inference threads (torch: process-wide; None: one per core).
+    Set up by one ``PipelineOptions`` (see ``sgdfuse_ros.options`` for every field), given
+    whole or as keyword arguments: ``FusionPipeline(device="cuda", steps=1)``.
     """
 
-    def __init__(
-        self,
-        weights: str | Path | None = None,
-        device: str = "cpu",
-        steps: int | None = None,
-        prior_backend: str = "auto",
-        sam_model_type: str = "vit_b",
-        sam_checkpoint: str | None = None,
-        prior_refresh_every: int = 1,
-        backend: str = "torch",
-        allow_untrained: bool = False,
-        resize_mismatched: bool = False,
-        fp16: bool | None = None,
-        engine_dir: str | Path | None = None,
-        engine_build: str = "background",
-        cpu_threads: int | None = None,
-    ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        if prior_refresh_every < 1:
-            raise ValueError("prior_refresh_every must be >= 1")
+    def __init__(self, options: PipelineOptions | None = None, **overrides: Any) -> None:
+        options = (options or PipelineOptions()).replace(**overrides)
         retain_freed_memory()  # CPU frames otherwise fault in their activations anew each time
-        self.device = device
-        self.resize_mismatched = resize_mismatched
-        self.prior_refresh_every = prior_refresh_every
-        self.model, self.metadata = self._load_model(weights, device, allow_untrained)
+        self.options = options
+        self.device = options.device
+        self.resize_mismatched = options.resize_mismatched
+        self.prior_refresh_every = options.prior_refresh_every
+        self.model, self.metadata = self._load_model(
+            options.weights, options.device, options.allow_untrained
+        )
         self.supported_steps: tuple[int, ...] = tuple(self.model.supported_steps)
         self.default_steps = self._check_steps(
-            steps or int(self.metadata.get("default_steps", self.supported_steps[0]))
+            options.steps or int(self.metadata.get("default_steps", self.supported_steps[0]))
         )
-        from .semantics import build_prior_backend
-
         self.priors = build_prior_backend(
-            prior_backend,
-            sam_model_type=sam_model_type,
-            sam_checkpoint=sam_checkpoint,
-            device=device,
+            options.prior_backend,
+            sam_model_type=options.sam_model_type,
+            sam_checkpoint=options.sam_checkpoint,
+            device=options.device,
         )
         trained_with = self.metadata.get("prior_backend")
         if trained_with and trained_with != self.priors.name:
@@ -211,12 +124,10 @@ class FusionPipeline:
                 trained_with,
                 self.priors.name,
             )
-        self.backend = backend
+        self.backend = options.backend
         # tensorrt with SAM priors and engine_build "background": SAM's plans building meanwhile
         self.sam_build: Future | None = None
-        self.runner: NetworkRunner = self._make_runner(
-            backend, fp16, engine_dir, engine_build, cpu_threads
-        )
+        self.runner: NetworkRunner = self._make_runner(options)
         self._cached_priors: tuple[np.ndarray, np.ndarray] | None = None
         self._frames_since_priors = 0
 
@@ -236,16 +147,7 @@ class FusionPipeline:
             raise WeightsError(f"the default weights {DEFAULT_WEIGHTS} are missing; {RETRAIN_HINT}")
         return load_weights(weights or DEFAULT_WEIGHTS, device="cpu")
 
-    def _make_runner(
-        self,
-        backend: str,
-        fp16: bool | None,
-        engine_dir: str | Path | None,
-        engine_build: str,
-        cpu_threads: int | None,
-    ) -> NetworkRunner:
-        if cpu_threads is not None and cpu_threads < 1:
-            raise ValueError(f"cpu_threads must be >= 1 (None: one per core), got {cpu_threads}")
+    def _make_runner(self, options: PipelineOptions) -> NetworkRunner:
         if self.device.startswith("cuda"):
             import torch
 
@@ -254,21 +156,16 @@ class FusionPipeline:
                     f"device {self.device!r} requested but CUDA is not available to PyTorch "
                     "(no GPU, or a CPU-only torch build); use device 'cpu'"
                 )
-        if backend == "torch":
-            if cpu_threads:
-                import torch
-
-                torch.set_num_threads(cpu_threads)  # process-wide: every thread's next parallel op
-            return TorchRunner(self.model, self.device, fp16)
-        from .deploy import make_runner  # only deploy/ knows onnxruntime and tensorrt
-
-        options: dict[str, Any] = (
-            {"threads": cpu_threads} if backend == "onnxruntime" else {"build": engine_build}
-        )
         runner = make_runner(
-            backend, self.model, self.device, fp16=fp16, engine_dir=engine_dir, **options
+            options.backend,
+            self.model,
+            self.device,
+            fp16=options.fp16,
+            engine_dir=options.engine_dir,
+            build=options.engine_build,
+            threads=options.cpu_threads,
         )
-        if self.priors.name == "sam":
+        if self.priors.name == "sam" and options.backend != "torch":
             # SAM runs on the same runtime as the fusion networks; on TensorRT its missing plans
             # follow engine_build like the fusion plans (`sgdfuse export --engines
             # --sam-checkpoint …` builds them offline).
@@ -276,13 +173,25 @@ class FusionPipeline:
 
             self.sam_build = install_sam_runtime(
                 self.priors,
-                backend,
+                options.backend,
                 self.device,
-                fp16=self.device.startswith("cuda") if fp16 is None else fp16,
-                engine_dir=engine_dir,
-                build=engine_build,
+                fp16=self.device.startswith("cuda") if options.fp16 is None else options.fp16,
+                engine_dir=options.engine_dir,
+                build=options.engine_build,
             )
         return runner
+
+    def prepare(self, height: int, width: int, steps: tuple[int, ...] | None = None) -> None:
+        """Load or build whatever the backend needs for this frame size now (bench, batch
+        tools), so no frame of that size waits for it or is fused by a stand-in."""
+        self.runner.prepare(height, width, steps or self.supported_steps)
+
+    def set_prior_refresh_every(self, frames: int) -> None:
+        """Reuse the priors for ``frames`` frames of a video (1: every frame); clears the cache."""
+        if frames < 1:
+            raise ValueError(f"prior_refresh_every={frames} must be >= 1")
+        self.prior_refresh_every = frames
+        self.reset_priors()
 
     def _check_steps(self, steps: int) -> int:
         if steps not in self.supported_steps:

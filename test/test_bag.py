@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
-from sgdfuse_ros import bag as bagtools
-from sgdfuse_ros.ros.image_codec import AgcSettings
-from sgdfuse_ros.ros.registration import Registration, scaling_homography
+from sgdfuse_ros.io import bag as bagtools
+from sgdfuse_ros.io.image_codec import AgcSettings
+from sgdfuse_ros.io.registration import Registration, scaling_homography
+from sgdfuse_ros.tools.bag_fuse import fuse_bag
 
 H, W = 64, 80
 
@@ -80,7 +81,7 @@ def test_fuse_bag_writes_fused_topic_png_and_mp4(tmp_path: Path, pipeline) -> No
     source = tmp_path / "in"
     written = frames(4)
     bagtools.write_image_bag(source, written)
-    report = bagtools.fuse_bag(
+    report = fuse_bag(
         source,
         tmp_path / "out",
         pipeline,
@@ -103,7 +104,7 @@ def test_fuse_bag_registers_a_smaller_thermal_camera(tmp_path: Path, pipeline) -
     source = tmp_path / "in"
     bagtools.write_image_bag(source, frames(2, thermal_shape=(32, 40)))
     registration = Registration.from_parameters("homography", scaling_homography((40, 32), (W, H)))
-    report = bagtools.fuse_bag(
+    report = fuse_bag(
         source,
         tmp_path / "out",
         pipeline,
@@ -112,7 +113,7 @@ def test_fuse_bag_registers_a_smaller_thermal_camera(tmp_path: Path, pipeline) -
         progress=False,
     )
     assert report.pairs_fused == 2
-    without = bagtools.fuse_bag(source, tmp_path / "out2", pipeline, progress=False)
+    without = fuse_bag(source, tmp_path / "out2", pipeline, progress=False)
     assert without.pairs_fused == 0 and without.bad_input == {"pair:size_mismatch": 2}
 
 
@@ -137,7 +138,7 @@ def test_bad_frames_in_a_bag_are_skipped_and_counted(tmp_path: Path, pipeline) -
             ):
                 message = bagtools.make_image(store, fields, stamp, "cam")
                 writer.write(connection, stamp, store.serialize_cdr(message, bagtools.IMAGE_TYPE))
-    report = bagtools.fuse_bag(path, tmp_path / "out", pipeline, progress=False)
+    report = fuse_bag(path, tmp_path / "out", pipeline, progress=False)
     assert report.pairs_fused == 1
     assert report.bad_input == {"thermal:unknown_encoding": 1}
 
@@ -149,7 +150,7 @@ def test_missing_topic_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cli_synth_then_fuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from sgdfuse_ros.cli import main
+    from sgdfuse_ros.cli.main import main
 
     assert (
         main(

@@ -14,7 +14,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 
-from sgdfuse_ros.bag import read_topic_images, write_image_bag  # noqa: E402
+from sgdfuse_ros.io.bag import read_topic_images, write_image_bag  # noqa: E402
 from sgdfuse_ros.ros.process import isolated_ros_environment  # noqa: E402
 
 
@@ -24,7 +24,7 @@ def test_replay_cli_publishes_messages_and_clock(tmp_path: Path) -> None:
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image
 
-    from sgdfuse_ros.bag import timed_frames
+    from sgdfuse_ros.io.bag import timed_frames
 
     rng = np.random.default_rng(0)
     pairs = [

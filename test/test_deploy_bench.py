@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from sgdfuse_ros.bench import BenchConfig, format_tables, run_bench, simulate_stream
-from sgdfuse_ros.cli import build_parser
+from sgdfuse_ros.cli.main import build_parser
+from sgdfuse_ros.options import PipelineOptions
+from sgdfuse_ros.tools.bench import BenchConfig, format_tables, run_bench, simulate_stream
 
 
 def test_fast_pipeline_processes_every_frame_with_its_own_latency():
@@ -40,11 +41,14 @@ def test_tiny_bench_reports_every_case_and_unavailable_backends(tmp_path):
         frames=1,
         rounds=2,
         warmup=1,
-        prior="classical",
         prior_every=[3],
         stream_seconds=0.1,
-        allow_untrained=True,
-        engine_dir=str(tmp_path),
+        pipeline=PipelineOptions(
+            prior_backend="classical",
+            allow_untrained=True,
+            engine_dir=str(tmp_path),
+            engine_build="blocking",
+        ),
     )
     report = run_bench(config)
     assert {(r["backend"], r["steps"], r["prior_every"]) for r in report["latency"]} == {
@@ -79,7 +83,7 @@ def test_background_load_busies_cores_only_while_measuring():
     import os
     import time
 
-    from sgdfuse_ros.bench import background_load
+    from sgdfuse_ros.tools.bench import background_load
 
     def children_cpu_seconds() -> float:
         usage = os.times()
@@ -98,18 +102,16 @@ def test_background_load_busies_cores_only_while_measuring():
     assert args.background_load == 1
 
 
-def test_batch_commands_build_missing_engines_before_the_first_frame(monkeypatch):
+def test_batch_commands_build_missing_engines_before_the_first_frame():
     """``sgdfuse fuse`` / ``bag fuse`` with tensorrt: every frame by TensorRT, none by the torch
     stand-in that a node uses while its plans build."""
-    import sgdfuse_ros.pipeline
-    from sgdfuse_ros.cli import pipeline_from_args
+    from sgdfuse_ros.cli.common import options_from_args
 
-    made = {}
-    monkeypatch.setattr(sgdfuse_ros.pipeline, "FusionPipeline", lambda **kw: made.update(kw))
-    args = build_parser().parse_args(
-        ["fuse", "--ir", "a", "--vi", "b", "--out", "c", "--backend", "tensorrt"]
-        + ["--device", "cuda", "--engine-dir", "plans", "--no-fp16"]
-    )
-    pipeline_from_args(args)
-    assert made["backend"] == "tensorrt" and made["engine_build"] == "blocking"
-    assert made["engine_dir"] == "plans" and made["fp16"] is False
+    for command in (["fuse", "--ir", "a", "--vi", "b", "--out", "c"], ["bag", "fuse", "in", "out"]):
+        args = build_parser().parse_args(
+            command
+            + ["--backend", "tensorrt", "--device", "cuda", "--engine-dir", "plans", "--no-fp16"]
+        )
+        options = options_from_args(args)
+        assert options.backend == "tensorrt" and options.engine_build == "blocking"
+        assert options.engine_dir == "plans" and options.fp16 is False

@@ -75,7 +75,7 @@ def test_cuda_without_the_cuda_provider_says_what_to_install():
 
 def test_unknown_backend_and_missing_tensorrt_are_clear_errors():
     model = SGDFuse(small_config())
-    with pytest.raises(ValueError, match="unknown deployment backend"):
+    with pytest.raises(ValueError, match="unknown backend"):
         make_runner("openvino", model, "cpu")
     try:
         import tensorrt  # noqa: F401
@@ -98,8 +98,8 @@ def _has_ort_cuda() -> bool:
     reason="needs a GPU and onnxruntime-gpu (CUDAExecutionProvider); `pip install onnxruntime-gpu`",
 )
 def test_cuda_execution_provider_matches_torch(weights, tmp_path_factory):
+    from sgdfuse_ros.deploy.torch_runner import TorchRunner
     from sgdfuse_ros.model_io import load_weights
-    from sgdfuse_ros.pipeline import TorchRunner
 
     model, _ = load_weights(weights)
     runner = make_runner(

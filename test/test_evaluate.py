@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from sgdfuse_ros.errors import InputError
-from sgdfuse_ros.evaluate import (
+from sgdfuse_ros.metrics import METRIC_NAMES, compute_all
+from sgdfuse_ros.tools.evaluate import (
     CSV_NAME,
     MARKDOWN_NAME,
     SUMMARY_NAME,
@@ -21,7 +22,6 @@ from sgdfuse_ros.evaluate import (
     format_markdown_table,
     read_rgb,
 )
-from sgdfuse_ros.metrics import METRIC_NAMES, compute_all
 
 HEIGHT, WIDTH = 40, 56
 STEMS = ("a01", "b02", "c03")

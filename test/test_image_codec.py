@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sgdfuse_ros.errors import InputError
-from sgdfuse_ros.ros import image_codec as codec
+from sgdfuse_ros.io import image_codec as codec
 
 RNG = np.random.default_rng(7)
 

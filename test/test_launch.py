@@ -48,8 +48,8 @@ def test_fusion_node_runs_with_the_launch_command_line(tmp_path: Path) -> None:
     pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
     from sensor_msgs.msg import Image
 
+    from sgdfuse_ros.io.image_codec import encode_array
     from sgdfuse_ros.ros.client import FusionObserver
-    from sgdfuse_ros.ros.image_codec import encode_array
     from sgdfuse_ros.ros.process import isolated_ros_environment, start_fusion_node, stop_process
 
     # a user's parameter file: the shipped one with test-only untrained weights allowed

@@ -21,8 +21,8 @@ from sgdfuse_ros.deploy.export import (
     model_fingerprint,
 )
 from sgdfuse_ros.deploy.onnx_runner import OnnxRuntimeRunner, pad_replicate
+from sgdfuse_ros.deploy.torch_runner import TorchRunner
 from sgdfuse_ros.models.sgdfuse import SGDFuse, pad_to_multiple, small_config
-from sgdfuse_ros.pipeline import TorchRunner
 
 ort = pytest.importorskip("onnxruntime")
 ATOL = 1e-4

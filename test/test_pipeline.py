@@ -186,8 +186,8 @@ def _devices() -> list[str]:
 def test_fp16_autocast_fuses_like_fp32(device):
     """CUDA runs the torch backend under fp16 autocast by default; on the CPU the same autocast
     exercises the mixed-dtype paths (norms, attention, colour conversion, cached noise)."""
+    from sgdfuse_ros.deploy.torch_runner import TorchRunner
     from sgdfuse_ros.model_io import DEFAULT_WEIGHTS, load_weights
-    from sgdfuse_ros.pipeline import TorchRunner
 
     ir, vis = render_sequence(1, 120, 200, seed=3)[0]
     ir_f = (ir.astype(np.float32) / 255.0)[None, None]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sgdfuse_ros.errors import InputError
-from sgdfuse_ros.ros.registration import Registration, scaling_homography
+from sgdfuse_ros.io.registration import Registration, scaling_homography
 
 
 def test_none_passes_same_size_through() -> None:

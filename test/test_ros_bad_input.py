@@ -17,9 +17,9 @@ pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from sgdfuse_ros.io.image_codec import encode_array  # noqa: E402
 from sgdfuse_ros.ros import launch_args  # noqa: E402
 from sgdfuse_ros.ros.client import FusionObserver  # noqa: E402
-from sgdfuse_ros.ros.image_codec import encode_array  # noqa: E402
 from sgdfuse_ros.ros.process import (  # noqa: E402
     isolated_ros_environment,
     start_fusion_node,

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 
-from sgdfuse_ros.bag import DEFAULT_RGB_TOPIC, read_topic_images, write_synthetic_bag  # noqa: E402
+from sgdfuse_ros.io.bag import DEFAULT_RGB_TOPIC, read_topic_images, write_synthetic_bag  # noqa: E402
 from sgdfuse_ros.ros import launch_args  # noqa: E402
 from sgdfuse_ros.ros.client import FusionObserver  # noqa: E402
 from sgdfuse_ros.ros.process import (  # noqa: E402
@@ -33,7 +33,7 @@ WAIT = 60.0
 class NodeUnderTest:
     def __init__(self, tmp: Path) -> None:
         self.domain = random.randint(1, 100)
-        self.bag = write_synthetic_bag(tmp / "bag", FRAMES, H, W, fps=10.0)
+        self.bag = write_synthetic_bag(tmp / "bag", num_frames=FRAMES, height=H, width=W, fps=10.0)
         values = launch_args.with_defaults({"use_sim_time": "true"})
         overrides = {
             **launch_args.parameter_overrides(values),

@@ -24,9 +24,9 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
-from sgdfuse_ros.ros.image_codec import encode_array, image_to_array  # noqa: E402
+from sgdfuse_ros.io.image_codec import encode_array, image_to_array  # noqa: E402
+from sgdfuse_ros.io.registration import scaling_homography  # noqa: E402
 from sgdfuse_ros.ros.node import FusionNode  # noqa: E402
-from sgdfuse_ros.ros.registration import scaling_homography  # noqa: E402
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 DOMAIN = random.randint(101, 200)

@@ -11,9 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sgdfuse_ros.options import PipelineOptions
 from sgdfuse_ros.ros import launch_args
 from sgdfuse_ros.ros.diagnostics import FusionStats, LatencyWindow, RateMeter, ThrottledLog
-from sgdfuse_ros.ros.parameters import DEFAULTS, PARAMETERS, NodeSettings
+from sgdfuse_ros.ros.parameters import (
+    DEFAULTS,
+    PARAMETERS,
+    PIPELINE_PARAMETERS,
+    NodeSettings,
+    parameters_for,
+)
 from sgdfuse_ros.ros.worker import LatestOnlyWorker, run_on_fresh_thread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,8 +151,27 @@ def test_readme_documents_every_parameter() -> None:
 
 def test_defaults_validate() -> None:
     settings = NodeSettings.from_values({})
-    assert settings.thermal_qos == "sensor_data" and settings.steps is None
-    assert settings.weights is None and settings.registration.mode == "none"
+    assert settings.thermal_qos == "sensor_data" and settings.pipeline.steps is None
+    assert settings.pipeline.weights is None and settings.registration.mode == "none"
+    assert settings.pipeline == PipelineOptions()  # the node's defaults are the library's
+
+
+def test_node_parameters_and_pipeline_options_map_both_ways() -> None:
+    options = PipelineOptions(
+        device="cuda:1",
+        steps=3,
+        backend="onnxruntime",
+        prior_backend="classical",
+        sam_checkpoint="/sam.pth",
+        prior_refresh_every=4,
+        resize_mismatched=True,
+        fp16=False,
+        engine_dir="/plans",
+        engine_build="never",
+        cpu_threads=2,
+    )
+    assert NodeSettings.from_values(parameters_for(options)).pipeline == options
+    assert set(PIPELINE_PARAMETERS.values()) <= {spec.name for spec in PARAMETERS}
 
 
 @pytest.mark.parametrize(

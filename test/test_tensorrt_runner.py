@@ -83,7 +83,7 @@ gpu = pytest.mark.skipif(
 
 
 def torch_reference(model, inputs, steps, fp16):
-    from sgdfuse_ros.pipeline import TorchRunner
+    from sgdfuse_ros.deploy.torch_runner import TorchRunner
 
     return TorchRunner(make_model(), "cuda", fp16=fp16).run(*inputs, steps)
 
@@ -112,7 +112,8 @@ def test_second_runner_hits_the_cache_and_corrupt_plan_is_rebuilt(model, tmp_pat
     from sgdfuse_ros.deploy.tensorrt_runner import TensorRTRunner
 
     first = TensorRTRunner(model, "cuda", engine_dir=tmp_path, build="blocking")
-    plans = first.prepare(H, W, steps=[1])
+    first.prepare(H, W, steps=[1])
+    plans = first.plan_paths(H, W, steps=[1])
     expected = first.run(*frame(), 1)[0]
     first.close()
     second = TensorRTRunner(model, "cuda", engine_dir=tmp_path, build="never")
@@ -132,16 +133,16 @@ def test_second_runner_hits_the_cache_and_corrupt_plan_is_rebuilt(model, tmp_pat
 
 @gpu
 def test_background_build_fuses_with_torch_until_engines_are_ready(model, tmp_path):
-    from sgdfuse_ros.deploy.tensorrt_runner import TensorRTRunner
+    from sgdfuse_ros.deploy import make_runner
 
-    runner = TensorRTRunner(model, "cuda", engine_dir=tmp_path, build="background")
+    runner = make_runner("tensorrt", model, "cuda", engine_dir=tmp_path, build="background")
     inputs = frame()
     fused, _, _ = runner.run(*inputs, 1)  # returns at once: torch fallback while building
-    assert runner._pending, "a background build should have been started"
+    assert runner.building(), "a background build should have been started"
     runner.wait_until_ready(timeout=900)
     fused_trt, _, _ = runner.run(*inputs, 1)
     np.testing.assert_allclose(fused_trt, fused, atol=3e-2)
-    assert runner.last_load_status
+    assert runner.target.last_load_status
     runner.close()
 
 

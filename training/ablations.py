@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from sgdfuse_ros.evaluate import format_markdown_table
 from sgdfuse_ros.model_io import load_weights
+from sgdfuse_ros.tools.evaluate import format_markdown_table
 from training import evaluation
 from training.common import REPO_ROOT, load_config, write_json
 from training.priors import ZeroPriors

@@ -7,7 +7,7 @@ record the result in the weights' metadata.
 
 Fuses with :class:`sgdfuse_ros.pipeline.FusionPipeline` (the library / CLI / node path, priors
 from the backend the weights were trained with) for each K of ``--steps``, adds plain mean and
-max fusion, scores everything with :func:`sgdfuse_ros.evaluate.evaluate_dirs` and writes the
+max fusion, scores everything with :func:`sgdfuse_ros.tools.evaluate.evaluate_dirs` and writes the
 Markdown table with the per-metric comparison against the peer.
 """
 
@@ -20,10 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from sgdfuse_ros.evaluate import format_markdown_table
-from sgdfuse_ros.fuse_files import fuse_paths
 from sgdfuse_ros.model_io import load_weights, save_weights
 from sgdfuse_ros.pipeline import FusionPipeline
+from sgdfuse_ros.tools.evaluate import format_markdown_table
+from sgdfuse_ros.tools.fuse_files import fuse_paths
 from training import evaluation
 from training.common import write_json
 

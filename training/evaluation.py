@@ -1,7 +1,7 @@
 """End-of-stage evaluation: fuse a validation folder with the model, then score it like `sgdfuse eval`.
 
 Fused images go to ``<out>/<method>/<stem>.png`` and the metric tables are written by
-:func:`sgdfuse_ros.evaluate.evaluate_dirs` — the code behind ``sgdfuse eval`` — so the tables
+:func:`sgdfuse_ros.tools.evaluate.evaluate_dirs` — the code behind ``sgdfuse eval`` — so the tables
 of training runs and of the command line are the same computation.
 """
 
@@ -58,8 +58,8 @@ def write_baselines(
     val_folder: str | Path, out_root: Path, max_pairs: int | None = None
 ) -> list[Path]:
     """Plain mean and max luminance fusion of the validation pairs (the `sgdfuse eval` baselines)."""
-    from sgdfuse_ros.evaluate import baseline_fuse
     from sgdfuse_ros.imaging import read_pair
+    from sgdfuse_ros.tools.evaluate import baseline_fuse
     from training.datasets import ProblemReport, find_pairs
 
     folders = []
@@ -87,7 +87,7 @@ def score(
     ``max_pairs`` scores only the first pairs (quick checks while iterating): the sources are
     linked into ``<out_dir>/sources`` so every method is averaged over the same pairs.
     """
-    from sgdfuse_ros.evaluate import evaluate_dirs
+    from sgdfuse_ros.tools.evaluate import evaluate_dirs
     from training.datasets import ProblemReport, find_pairs
 
     pairs = find_pairs(val_folder, ProblemReport())[:max_pairs]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,12 @@ class OnnxRuntimeRunner:
         self.unet = session("unet")
         self.heads = {k: session(graphs.head_graph_name(k)) for k in self.supported_steps}
         self.feature_names = graphs.feature_names(self.exported.num_levels)
+
+    def prepare(self, height: int, width: int, steps: Sequence[int]) -> None:
+        """Nothing to build: the sessions take any frame size."""
+
+    def ready(self, height: int, width: int, steps: int) -> bool:
+        return True
 
     def _value(self, arr: np.ndarray) -> Any:
         return self.ort.OrtValue.ortvalue_from_numpy(

@@ -3,10 +3,10 @@
 * Engines are built per padded frame size and K with a fixed optimization profile (fastest
   kernels; a robot's camera size does not change) and cached by ``EngineCache`` under
   ``<engine_dir>/tensorrt``; ``sgdfuse export --engines`` builds them offline.
-* ``build="background"`` (default): a missing or unusable plan is built on a worker thread
-  while frames keep being fused by the torch backend, so the node's executor never waits on a
-  multi-minute build; ``"blocking"`` builds in place (CLI, bench); ``"never"`` raises
-  ``EngineMissingError`` with the export command (a robot that must never build).
+* ``build="blocking"`` builds a missing plan in place (CLI, bench); ``"never"`` raises
+  ``EngineMissingError`` with the export command (a robot that must never build). Building
+  in the background while torch fuses is ``building_runner.TorchWhileBuilding`` around this
+  runner (``make_runner`` with ``build="background"``).
 * Stage I, the U-Net and the HFAH head run back to back on one ``torch.cuda.Stream`` with
   torch CUDA tensors as device buffers: the only host copies are the inputs going up and the
   fused image (and F1) coming down. Per-stage times come from CUDA events on that stream.
@@ -17,14 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import BackendUnavailableError
-from . import BUILD_MODES, graphs, require_tensorrt
+from . import graphs, require_tensorrt
 from .diffusion_inputs import DiffusionInputs
 from .engine_cache import EngineCache, EngineKey, LoadedEngine, ProfileEntry
 from .export import FusionOnnx, default_engine_dir, ensure_fusion_onnx, fp16_onnx_copy
@@ -166,12 +165,15 @@ class TensorRTRunner:
         device: str = "cuda",
         fp16: bool | None = None,
         engine_dir: str | Path | None = None,
-        build: str = "background",
+        build: str = "blocking",
         force_rebuild: bool = False,
         exported: FusionOnnx | None = None,
     ) -> None:
-        if build not in BUILD_MODES:
-            raise ValueError(f"build must be one of {BUILD_MODES}, got {build!r}")
+        if build not in ("blocking", "never"):
+            raise ValueError(
+                f"TensorRTRunner builds 'blocking' or 'never', got {build!r} (background builds: "
+                "building_runner.TorchWhileBuilding, through make_runner)"
+            )
         trt = require_tensorrt()
         import torch
 
@@ -204,10 +206,6 @@ class TensorRTRunner:
         self._device_inputs: dict[tuple[int, int, int], dict[str, Any]] = {}
         self._graphs: dict[tuple[str, int, int, int], TrtGraph] = {}
         self._lock = threading.Lock()
-        self._pending: dict[tuple[int, int, int], Future] = {}
-        self._failed: set[tuple[int, int, int]] = set()
-        self._executor: ThreadPoolExecutor | None = None
-        self._fallback: Any = None
         self.last_load_status: dict[str, str] = {}
 
     # ------------------------------------------------------------------ engines
@@ -247,18 +245,15 @@ class TensorRTRunner:
                 self._graphs[slot] = compiled
                 self.last_load_status[graph] = loaded.status
 
-    def prepare(
-        self, height: int, width: int, steps: Sequence[int] | None = None, force: bool = False
-    ) -> dict[str, Path]:
-        """Build or load the engines for a frame size now (offline build, bench warm-up)."""
-        hp, wp = (
-            -(-height // self.multiple) * self.multiple,
-            -(-width // self.multiple) * self.multiple,
-        )
-        for k in steps or self.supported_steps:
-            self._load_graphs(k, hp, wp, allow_build=self.build_mode != "never", force=force)
+    def _padded(self, height: int, width: int) -> tuple[int, int]:
+        m = self.multiple
+        return -(-height // m) * m, -(-width // m) * m
+
+    def plan_paths(self, height: int, width: int, steps: Sequence[int]) -> dict[str, Path]:
+        """Where the plans for this size and these K live in the cache."""
+        hp, wp = self._padded(height, width)
         paths: dict[str, Path] = {}
-        for k in steps or self.supported_steps:
+        for k in steps:
             for graph, profile in graph_profiles(
                 self.exported, self.decoder_channels, k, hp, wp
             ).items():
@@ -266,71 +261,32 @@ class TensorRTRunner:
                 paths[label] = self.cache.plan_path(self.engine_key(graph, profile))
         return paths
 
-    def _ready(self, steps: int, height: int, width: int) -> bool:
+    def prepare(self, height: int, width: int, steps: Sequence[int], force: bool = False) -> None:
+        """Load the plans for a frame size now, building missing ones unless build="never"."""
+        hp, wp = self._padded(height, width)
+        for k in steps:
+            self._load_graphs(k, hp, wp, allow_build=self.build_mode != "never", force=force)
+
+    def _loaded(self, steps: int, hp: int, wp: int) -> bool:
         with self._lock:
             return all(
-                (graph, steps if graph != "stage1" else 0, height, width) in self._graphs
+                (graph, steps if graph != "stage1" else 0, hp, wp) in self._graphs
                 for graph in ("stage1", "unet", graphs.head_graph_name(steps))
             )
 
-    def _ensure(self, steps: int, height: int, width: int) -> bool:
-        """True when the engines are usable now; otherwise a background build may be running."""
-        if self._ready(steps, height, width):
+    def ready(self, height: int, width: int, steps: int) -> bool:
+        """True when the plans are loaded, or cached and loadable now (well under a second)."""
+        hp, wp = self._padded(height, width)
+        if self._loaded(steps, hp, wp):
             return True
-        if self.build_mode != "background":
-            self._load_graphs(
-                steps, height, width, self.build_mode == "blocking", self.force_rebuild
-            )
-            return True
-        try:  # cached plans load in well under a second: do it in place
-            self._load_graphs(steps, height, width, allow_build=False, force=False)
-            return True
-        except Exception as exc:  # missing or unusable: build off the caller's thread
-            key = (steps, height, width)
-            with self._lock:
-                future = self._pending.get(key)
-                if future is not None:
-                    if future.done() and future.exception() is not None and key not in self._failed:
-                        self._failed.add(key)  # log once; no rebuild storm on every frame
-                        LOG.error(
-                            "TensorRT build for %dx%d K=%d failed: %s; staying on the torch "
-                            "backend (fix the cause, then restart or run `sgdfuse export --engines`)",
-                            width,
-                            height,
-                            steps,
-                            future.exception(),
-                        )
-                    return False
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(
-                        max_workers=1, thread_name_prefix="trt-build"
-                    )
-                LOG.warning(
-                    "TensorRT engines for %dx%d K=%d not ready (%s); building in the background, "
-                    "fusing with the torch backend meanwhile",
-                    width,
-                    height,
-                    steps,
-                    exc,
-                )
-                self._pending[key] = self._executor.submit(
-                    self._load_graphs, steps, height, width, True, self.force_rebuild
-                )
+        try:
+            self._load_graphs(steps, hp, wp, allow_build=False, force=False)
+        except Exception as exc:  # missing or unusable plan: not ready, nothing built here
+            LOG.debug("TensorRT plans for %dx%d K=%d not loadable: %s", wp, hp, steps, exc)
             return False
-
-    def wait_until_ready(self, timeout: float | None = None) -> None:
-        """Block until every pending background build has finished (bench, tests)."""
-        for future in list(self._pending.values()):
-            future.result(timeout=timeout)
+        return True
 
     # ------------------------------------------------------------------ inference
-
-    def _fallback_runner(self) -> Any:
-        if self._fallback is None:
-            from ..pipeline import TorchRunner
-
-            self._fallback = TorchRunner(self.model, str(self.device), self.fp16)
-        return self._fallback
 
     def _frame_inputs(self, steps: int, height: int, width: int) -> dict[str, Any]:
         key = (steps, height, width)
@@ -353,9 +309,11 @@ class TensorRTRunner:
 
         torch = self.torch
         h, w = ir.shape[-2:]
-        hp, wp = -(-h // self.multiple) * self.multiple, -(-w // self.multiple) * self.multiple
-        if not self._ensure(steps, hp, wp):
-            return self._fallback_runner().run(ir, vis, m_ir, m_vis, steps)
+        hp, wp = self._padded(h, w)
+        if not self._loaded(steps, hp, wp):
+            self._load_graphs(
+                steps, hp, wp, allow_build=self.build_mode != "never", force=self.force_rebuild
+            )
         with self._lock:
             stage1 = self._graphs[("stage1", 0, hp, wp)]
             unet = self._graphs[("unet", steps, hp, wp)]
@@ -392,13 +350,9 @@ class TensorRTRunner:
         return fused_host.numpy(), f1_host.numpy(), timings
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
         with self._lock:
             self._graphs.clear()
         self._device_inputs.clear()
-        if self._fallback is not None:
-            self._fallback.close()
         self.torch.cuda.empty_cache()
 
 
@@ -415,6 +369,8 @@ def build_all_engines(
     """Offline build (``sgdfuse export --engines``): every graph for one frame size, each K."""
     runner = TensorRTRunner(model, device, fp16=fp16, engine_dir=engine_dir, build="blocking")
     try:
-        return runner.prepare(height, width, steps, force=force)
+        chosen = tuple(steps or runner.supported_steps)
+        runner.prepare(height, width, chosen, force=force)
+        return runner.plan_paths(height, width, chosen)
     finally:
         runner.close()

@@ -21,8 +21,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from sgdfuse_ros.ros.image_codec import image_to_array
-from sgdfuse_ros.ros.sync import stamp_ns
+from sgdfuse_ros.io.image_codec import image_to_array
+from sgdfuse_ros.io.sync import stamp_ns
 
 
 @dataclass

@@ -19,8 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from sgdfuse_ros.bag import DEFAULT_RGB_TOPIC, timed_frames, write_image_bag, write_synthetic_bag
+from sgdfuse_ros.io.bag import (
+    DEFAULT_RGB_TOPIC,
+    timed_frames,
+    write_image_bag,
+    write_synthetic_bag,
+)
+from sgdfuse_ros.options import PipelineOptions
 from sgdfuse_ros.ros import launch_args
+from sgdfuse_ros.ros.parameters import parameters_for
 from sgdfuse_ros.ros.process import (
     isolated_ros_environment,
     start_fusion_node,
@@ -40,16 +47,7 @@ def run_node_demo(
     *,
     fps: float = 10.0,
     frames: list[tuple[np.ndarray, np.ndarray]] | None = None,
-    device: str = "cpu",
-    backend: str = "torch",
-    steps: int | None = None,
-    weights: str | Path | None = None,
-    prior_backend: str = "auto",
-    sam_model_type: str = "vit_b",
-    sam_checkpoint: str | Path | None = None,
-    allow_untrained: bool = False,
-    fp16: bool | None = None,
-    engine_dir: str | Path | None = None,
+    options: PipelineOptions | None = None,
     params_file: str | Path | None = None,
     lockstep: bool = True,
     startup_timeout: float = 180.0,
@@ -63,8 +61,10 @@ def run_node_demo(
     every recorded pair is fused even where a frame takes longer than the camera period; with
     ``lockstep=False`` the bag plays at ``fps`` and the node drops stale pairs as on a robot.
     Latency is measured here: RGB frame published → fused frame received. ``frames`` (IR
-    uint8 H×W, VIS RGB H×W×3 pairs) replaces the synthetic sequence when given.
+    uint8 H×W, VIS RGB H×W×3 pairs) replaces the synthetic sequence when given. ``options``
+    become the node's parameters (the same options as ``sgdfuse fuse``).
     """
+    options = options or PipelineOptions()
     from sgdfuse_ros.ros.client import FusionObserver
     from sgdfuse_ros.ros.replay import BagReplayer
 
@@ -80,7 +80,7 @@ def run_node_demo(
 
     if frames is None:
         log(f"writing a {num_frames}-frame {width}x{height} synthetic thermal+RGB bag: {bag_path}")
-        write_synthetic_bag(bag_path, num_frames, height, width, fps=fps)
+        write_synthetic_bag(bag_path, num_frames=num_frames, height=height, width=width, fps=fps)
     else:
         log(f"writing the {len(frames)} given frame pairs into a bag: {bag_path}")
         write_image_bag(bag_path, timed_frames(frames, fps))
@@ -92,29 +92,18 @@ def run_node_demo(
         {
             "params_file": str(params_file or ""),
             "use_sim_time": "true",
-            "device": device,
-            "steps": str(steps or ""),
         }
     )
     overrides = launch_args.parameter_overrides(values)
     overrides.update(
         {
-            "inference.backend": backend,
-            "prior.backend": prior_backend,
-            "prior.sam_model_type": sam_model_type,
-            "allow_untrained": bool(allow_untrained),
-            "inference.fp16": fp16 is not False,
-            "inference.engine_dir": str(engine_dir or ""),
+            **parameters_for(options),
             # The replay publishes reliably. A best-effort subscription (sensor_data) loses
             # every fragment of a frame larger than Fast DDS's shared-memory segment (~0.5 MB:
             # a 640×480 rgb8 image), so the demo subscribes reliably to get every frame.
             "input_qos": "reliable",
         }
     )
-    if weights:
-        overrides["weights"] = str(weights)
-    if sam_checkpoint:
-        overrides["prior.sam_checkpoint"] = str(sam_checkpoint)
     overrides_file = launch_args.write_overrides_file(overrides, out_dir / "node_overrides.yaml")
     node_log = out_dir / "fusion_node.log"
     ros_arguments = launch_args.node_ros_arguments(values, overrides_file)

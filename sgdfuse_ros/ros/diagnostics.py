@@ -225,3 +225,13 @@ def to_diagnostic_array(
     array = DiagnosticArray(status=[status])
     array.header.stamp = stamp
     return array
+
+
+def fusion_status(stats: FusionStats) -> tuple[str, str]:
+    """Level and message of one diagnostics period: WARN naming each problem counted in it."""
+    recent = stats.take_recent_problems()
+    problems = {key: count for key, count in recent.items() if count}
+    if problems:
+        listed = ", ".join(f"{key}={count}" for key, count in sorted(problems.items()))
+        return "warn", "problems: " + listed
+    return "ok", f"fusing at {stats.fused_out.rate():.1f} fps"

@@ -32,17 +32,20 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from sgdfuse_ros.errors import InputError
+from sgdfuse_ros.io import image_codec
+from sgdfuse_ros.io.sync import stamp_ns
 from sgdfuse_ros.memory import retain_freed_memory
-from sgdfuse_ros.ros import image_codec
+from sgdfuse_ros.ros import watchdog
 from sgdfuse_ros.ros.diagnostics import (
     FusionStats,
     ThrottledLog,
+    fusion_status,
     gpu_memory_values,
     to_diagnostic_array,
 )
 from sgdfuse_ros.ros.parameters import PARAMETERS, NodeSettings
-from sgdfuse_ros.ros.qos import ResolvedQos, policy_name, resolve_qos
-from sgdfuse_ros.ros.sync import make_pair_sync, stamp_ns
+from sgdfuse_ros.ros.qos import ResolvedQos, incompatible_qos_message, resolve_qos
+from sgdfuse_ros.ros.sync import make_pair_sync
 from sgdfuse_ros.ros.worker import LatestOnlyWorker, run_on_fresh_thread
 
 NODE_NAME = "sgdfuse_fusion"
@@ -143,28 +146,15 @@ class FusionNode(LifecycleNode):
         settings = self.settings
         assert settings is not None
         started = time.monotonic()
-        if settings.allow_untrained:
+        options = settings.pipeline
+        if options.allow_untrained:
             self.get_logger().warning(
                 "allow_untrained is true: if no weights are found the networks run with random "
                 "initial weights and the output is NOT a trained fusion (tests / CI only)"
             )
 
         def load() -> FusionPipeline:
-            pipeline = FusionPipeline(
-                weights=settings.weights,
-                device=settings.device,
-                steps=settings.steps,
-                prior_backend=settings.prior_backend,
-                sam_model_type=settings.sam_model_type,
-                sam_checkpoint=settings.sam_checkpoint,
-                prior_refresh_every=settings.prior_refresh_every,
-                backend=settings.inference_backend,
-                allow_untrained=settings.allow_untrained,
-                fp16=None if settings.fp16 else False,  # None: half precision on CUDA only
-                engine_dir=settings.engine_dir,
-                engine_build=settings.engine_build,
-                cpu_threads=settings.cpu_threads or None,
-            )
+            pipeline = FusionPipeline(settings.pipeline)
             _warm_up(pipeline)
             return pipeline
 
@@ -172,9 +162,9 @@ class FusionNode(LifecycleNode):
         self.pipeline = run_on_fresh_thread(load, name="sgdfuse-load")
         self.get_logger().info(
             f"pipeline loaded and warmed up in {time.monotonic() - started:.1f} s: "
-            f"device={settings.device} "
-            f"backend={settings.inference_backend} steps={settings.steps or 'default'} "
-            f"prior={settings.prior_backend} weights={settings.weights or 'shipped default'}"
+            f"device={options.device} "
+            f"backend={options.backend} steps={options.steps or 'default'} "
+            f"prior={options.prior_backend} weights={options.weights or 'shipped default'}"
         )
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -228,31 +218,32 @@ class FusionNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_processing()
-        self._release_pipeline()
+        self.stop_processing()
+        self.release_pipeline()
         self.get_logger().info("inactive: subscriptions stopped, models unloaded")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_processing()
-        self._release_pipeline()
+        self.stop_processing()
+        self.release_pipeline()
         self._destroy_publishers()
         self.settings = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_processing()
-        self._release_pipeline()
+        self.stop_processing()
+        self.release_pipeline()
         self._destroy_publishers()
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"lifecycle error in state {state.label}; releasing resources")
-        self._stop_processing()
-        self._release_pipeline()
+        self.stop_processing()
+        self.release_pipeline()
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_processing(self) -> None:
+    def stop_processing(self) -> None:
+        """Stop subscriptions, timers and the inference thread (the frame in hand finishes)."""
         for subscription in self._inputs.values():
             self.destroy_subscription(subscription)
         self._inputs = {}
@@ -270,7 +261,8 @@ class FusionNode(LifecycleNode):
             self._unmatched_before += self._sync.unmatched()
             self._sync = None
 
-    def _release_pipeline(self) -> None:
+    def release_pipeline(self) -> None:
+        """Free the models and their (GPU) memory."""
         if self.pipeline is not None:
             try:
                 self.pipeline.close()
@@ -335,12 +327,9 @@ class FusionNode(LifecycleNode):
     def _on_incompatible_qos(self, which: str, event: Any) -> None:
         self.stats.count(f"incompatible_qos.{which}")
         resolved = self._resolved_qos.get(which)
+        topic = self.resolve_topic_name(self._image_topic(which))
         self._warn(
-            f"incompatible_qos.{which}",
-            f"{which} subscription ({resolved.description if resolved else '?'}) cannot "
-            f"receive from a publisher on {self.resolve_topic_name(self._image_topic(which))}: "
-            f"incompatible {policy_name(event.last_policy_kind)} (total {event.total_count}); "
-            "a best-effort camera needs input_qos sensor_data or auto",
+            f"incompatible_qos.{which}", incompatible_qos_message(which, resolved, topic, event)
         )
 
     # --------------------------------------------------------------------- message callbacks
@@ -422,19 +411,19 @@ class FusionNode(LifecycleNode):
         try:
             rgb = self._decode("rgb", pair.rgb)
         except InputError as error:
-            self._bad_input("rgb", getattr(error, "reason", "invalid"), str(error))
+            self._bad_input("rgb", error.reason, str(error))
             return
         try:
             thermal = self._decode("thermal", pair.thermal)
         except InputError as error:
-            self._bad_input("thermal", getattr(error, "reason", "invalid"), str(error))
+            self._bad_input("thermal", error.reason, str(error))
             return
         try:
             registered = settings.registration.apply(thermal, rgb.shape)
             debug = settings.publish_priors or settings.publish_stage1
             result = pipeline.fuse(registered, rgb, return_intermediate=debug)
         except InputError as error:
-            self._bad_input("pair", getattr(error, "reason", "invalid"), str(error))
+            self._bad_input("pair", error.reason, str(error))
             return
         self._publish(pair, result)
 
@@ -466,17 +455,7 @@ class FusionNode(LifecycleNode):
 
     @staticmethod
     def _image_message(rgb: np.ndarray, encoding: str, header: Any) -> Image:
-        fields = image_codec.encode_rgb(rgb, encoding)
-        msg = Image(
-            height=fields.height,
-            width=fields.width,
-            encoding=fields.encoding,
-            is_bigendian=fields.is_bigendian,
-            step=fields.step,
-        )
-        msg.header = header
-        msg.data = fields.data
-        return msg
+        return image_codec.image_message(Image, image_codec.encode_rgb(rgb, encoding), header)
 
     def _on_worker_error(self, error: BaseException) -> None:
         self.stats.count("pipeline_error")
@@ -486,41 +465,28 @@ class FusionNode(LifecycleNode):
 
     # ------------------------------------------------------------------ watchdog / diagnostics
     def _watchdog(self) -> None:
-        """Warn about a silent topic, or about traffic on both topics that never pairs."""
+        """Count and log a silent topic, or traffic on both topics that never pairs."""
         settings = self.settings
         if settings is None or self._activated_at is None:
             return
-        timeout = settings.watchdog_timeout
-        now = time.monotonic()
-        since = {
-            "thermal": self.stats.thermal_in.seconds_since_last(),
-            "rgb": self.stats.rgb_in.seconds_since_last(),
-        }
-        active = {which: value is not None and value < timeout for which, value in since.items()}
-        for which, other in (("thermal", "rgb"), ("rgb", "thermal")):
-            silent_for = since[which] if since[which] is not None else now - self._activated_at
-            if active[other] and silent_for >= timeout:
-                self.stats.count(f"silent_topic.{which}")
-                self._warn(
-                    f"silent.{which}",
-                    f"{which} topic {self.resolve_topic_name(self._image_topic(which))} has been "
-                    f"silent for {silent_for:.0f} s while {other} carries traffic: check the "
-                    "camera driver, the topic remapping and QoS",
-                )
-        if active["thermal"] and active["rgb"]:
-            last_pair = self._last_pair_at if self._last_pair_at is not None else self._activated_at
-            if now - last_pair >= timeout:
-                self.stats.count("no_sync")
-                gap = ""
-                if "thermal" in self._last_stamps and "rgb" in self._last_stamps:
-                    offset = (self._last_stamps["thermal"] - self._last_stamps["rgb"]) / 1e9
-                    gap = f" (latest stamps differ by {offset:+.3f} s)"
-                self._warn(
-                    "no_sync",
-                    f"both image topics carry traffic but nothing synced for {now - last_pair:.0f}"
-                    f" s with sync.slop={settings.sync_slop} s{gap}: check the header stamps "
-                    "(camera clocks) or raise sync.slop",
-                )
+        state = watchdog.InputState(
+            now=time.monotonic(),
+            activated_at=self._activated_at,
+            seconds_since_message={
+                "thermal": self.stats.thermal_in.seconds_since_last(),
+                "rgb": self.stats.rgb_in.seconds_since_last(),
+            },
+            last_pair_at=self._last_pair_at,
+            last_stamps_ns=dict(self._last_stamps),
+            topic_names={
+                which: self.resolve_topic_name(self._image_topic(which))
+                for which in watchdog.TOPICS
+            },
+            sync_slop=settings.sync_slop,
+        )
+        for finding in watchdog.check(state, settings.watchdog_timeout):
+            self.stats.count(finding.counter)
+            self._warn(finding.log_key, finding.message)
 
     def diagnostic_values(self) -> list[tuple[str, str]]:
         settings = self.settings
@@ -531,12 +497,14 @@ class FusionNode(LifecycleNode):
             extra["sync_backend"] = sync.backend
             extra["sync_queued"] = sync.queued()
         if settings is not None:
-            extra["device"] = settings.device
-            extra["steps"] = getattr(self.pipeline, "default_steps", settings.steps or "default")
+            extra["device"] = settings.pipeline.device
+            extra["steps"] = getattr(
+                self.pipeline, "default_steps", settings.pipeline.steps or "default"
+            )
             for which in ("thermal", "rgb"):
                 resolved = self._resolved_qos.get(which)
                 extra[f"qos_{which}"] = resolved.description if resolved else "-"
-            extra.update(gpu_memory_values(settings.device))
+            extra.update(gpu_memory_values(settings.pipeline.device))
         extra["rgb_camera_info"] = "received" if self._rgb_info is not None else "none"
         extra["thermal_camera_info"] = "received" if self._thermal_info is not None else "none"
         return self.stats.key_values(extra)
@@ -544,14 +512,7 @@ class FusionNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         if self._diagnostics_pub is None:
             return
-        recent = self.stats.take_recent_problems()
-        problems = {key: count for key, count in recent.items() if count}
-        level = "warn" if problems else "ok"
-        message = (
-            "problems: " + ", ".join(f"{key}={count}" for key, count in sorted(problems.items()))
-            if problems
-            else f"fusing at {self.stats.fused_out.rate():.1f} fps"
-        )
+        level, message = fusion_status(self.stats)
         self._diagnostics_pub.publish(
             to_diagnostic_array(
                 self.get_clock().now().to_msg(),
@@ -591,27 +552,28 @@ def main(args: list[str] | None = None) -> int:
     # launch and service managers stop nodes with SIGTERM: shut down as cleanly as on Ctrl-C
     signal.signal(signal.SIGTERM, _interrupt)
     node: FusionNode | None = None
-    exit_code = 0
+    exit_code = 0  # 1: configure or activate failed (a supervisor sees the node did not start)
     try:
         node = FusionNode()
         if node.autostart:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().error("configure failed (see above); exiting")
-                return 1
-            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                exit_code = 1
+            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().error("activate failed (see above); exiting")
-                return 1
+                exit_code = 1
         else:
             node.get_logger().info("autostart is false: waiting for lifecycle transitions")
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
+        if exit_code == 0:
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if node is not None:
-            node._stop_processing()
-            node._release_pipeline()
+            node.stop_processing()
+            node.release_pipeline()
             node.destroy_node()
         rclpy.try_shutdown()
     return exit_code

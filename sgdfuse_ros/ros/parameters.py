@@ -11,14 +11,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sgdfuse_ros.deploy import BUILD_MODES
-from sgdfuse_ros.ros.image_codec import SUPPORTED_OUTPUT_ENCODINGS, AgcSettings
-from sgdfuse_ros.ros.registration import REGISTRATION_MODES, Registration
+from sgdfuse_ros.io.image_codec import SUPPORTED_OUTPUT_ENCODINGS, AgcSettings
+from sgdfuse_ros.io.registration import REGISTRATION_MODES, Registration
+from sgdfuse_ros.options import PipelineOptions
 
 QOS_CHOICES = ("sensor_data", "reliable", "system_default", "auto")
 TRANSPORTS = ("raw", "compressed")
 SYNC_BACKENDS = ("auto", "message_filters", "sgdfuse_ros")
-INFERENCE_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+# PipelineOptions field -> node parameter. ROS parameters have no null: "" / 0 stand for None,
+# and inference.fp16 true means "half precision where it helps" (None: on CUDA only).
+PIPELINE_PARAMETERS: dict[str, str] = {
+    "weights": "weights",
+    "device": "device",
+    "steps": "steps",
+    "backend": "inference.backend",
+    "prior_backend": "prior.backend",
+    "sam_model_type": "prior.sam_model_type",
+    "sam_checkpoint": "prior.sam_checkpoint",
+    "prior_refresh_every": "prior.refresh_every",
+    "allow_untrained": "allow_untrained",
+    "resize_mismatched": "resize_mismatched",
+    "fp16": "inference.fp16",
+    "engine_dir": "inference.engine_dir",
+    "engine_build": "inference.engine_build",
+    "cpu_threads": "inference.cpu_threads",
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         False,
         "Run with randomly initialised networks when no weights exist (tests and CI "
         "only; logged as a warning, output is not a real fusion).",
+    ),
+    ParameterSpec(
+        "resize_mismatched",
+        False,
+        "Resize the thermal frame to the RGB size when they differ (after registration); "
+        "false counts such pairs as bad input.",
     ),
     ParameterSpec(
         "steps",
@@ -203,19 +227,7 @@ def _pair(values: dict[str, Any], name: str) -> tuple[float, float]:
 class NodeSettings:
     """Validated node configuration (read once per configure transition)."""
 
-    device: str
-    weights: str | None
-    allow_untrained: bool
-    steps: int | None
-    prior_backend: str
-    sam_model_type: str
-    sam_checkpoint: str | None
-    prior_refresh_every: int
-    inference_backend: str
-    fp16: bool
-    engine_dir: str | None
-    engine_build: str
-    cpu_threads: int
+    pipeline: PipelineOptions
     sync_slop: float
     sync_queue_size: int
     sync_backend: str
@@ -250,15 +262,6 @@ class NodeSettings:
                     + ", ".join(QOS_CHOICES)
                 )
             overrides[topic] = override or input_qos
-        steps = int(merged["steps"])
-        if steps < 0:
-            raise ValueError(f"parameter steps={steps} must be >= 0 (0 = the weights' default)")
-        refresh = int(merged["prior.refresh_every"])
-        if refresh < 1:
-            raise ValueError(f"parameter prior.refresh_every={refresh} must be >= 1")
-        cpu_threads = int(merged["inference.cpu_threads"])
-        if cpu_threads < 0:
-            raise ValueError(f"parameter inference.cpu_threads={cpu_threads} must be >= 0")
         queue_size = int(merged["sync.queue_size"])
         if queue_size < 1:
             raise ValueError(f"parameter sync.queue_size={queue_size} must be >= 1")
@@ -276,19 +279,7 @@ class NodeSettings:
             list(merged["registration.homography"]),
         )
         return cls(
-            device=str(merged["device"]) or "cpu",
-            weights=str(merged["weights"]) or None,
-            allow_untrained=bool(merged["allow_untrained"]),
-            steps=steps or None,
-            prior_backend=_choice(merged, "prior.backend", ("auto", "sam", "classical")),
-            sam_model_type=_choice(merged, "prior.sam_model_type", ("vit_b", "vit_l", "vit_h")),
-            sam_checkpoint=str(merged["prior.sam_checkpoint"]) or None,
-            prior_refresh_every=refresh,
-            inference_backend=_choice(merged, "inference.backend", INFERENCE_BACKENDS),
-            fp16=bool(merged["inference.fp16"]),
-            engine_dir=str(merged["inference.engine_dir"]) or None,
-            engine_build=_choice(merged, "inference.engine_build", BUILD_MODES),
-            cpu_threads=cpu_threads,
+            pipeline=pipeline_options(merged),
             sync_slop=_positive(merged, "sync.slop", allow_zero=True),
             sync_queue_size=queue_size,
             sync_backend=_choice(merged, "sync.backend", SYNC_BACKENDS),
@@ -306,3 +297,52 @@ class NodeSettings:
             watchdog_timeout=_positive(merged, "watchdog.timeout"),
             log_throttle_period=_positive(merged, "log_throttle_period", allow_zero=True),
         )
+
+
+def pipeline_options(values: dict[str, Any]) -> PipelineOptions:
+    """The node's parameter values (all of them, defaults filled in) as PipelineOptions."""
+    raw = {field: values[name] for field, name in PIPELINE_PARAMETERS.items()}
+    try:
+        return PipelineOptions(
+            weights=str(raw["weights"]) or None,
+            device=str(raw["device"]) or "cpu",
+            steps=int(raw["steps"]) or None,
+            backend=str(raw["backend"]),
+            prior_backend=str(raw["prior_backend"]),
+            sam_model_type=str(raw["sam_model_type"]),
+            sam_checkpoint=str(raw["sam_checkpoint"]) or None,
+            prior_refresh_every=int(raw["prior_refresh_every"]),
+            allow_untrained=bool(raw["allow_untrained"]),
+            resize_mismatched=bool(raw["resize_mismatched"]),
+            fp16=None if raw["fp16"] else False,
+            engine_dir=str(raw["engine_dir"]) or None,
+            engine_build=str(raw["engine_build"]),
+            cpu_threads=int(raw["cpu_threads"]) or None,
+        )
+    except ValueError as error:  # name the node parameter, not the dataclass field
+        message = str(error)
+        for field, name in PIPELINE_PARAMETERS.items():
+            if message.startswith(f"{field}="):
+                message = f"parameter {name}" + message[len(field) :]
+                break
+        raise ValueError(message) from error
+
+
+def parameters_for(options: PipelineOptions) -> dict[str, Any]:
+    """The node parameter values that give ``options`` (demo, tests: launch with the CLI's flags)."""
+    return {
+        "weights": options.weights or "",
+        "device": options.device,
+        "steps": options.steps or 0,
+        "inference.backend": options.backend,
+        "prior.backend": options.prior_backend,
+        "prior.sam_model_type": options.sam_model_type,
+        "prior.sam_checkpoint": options.sam_checkpoint or "",
+        "prior.refresh_every": options.prior_refresh_every,
+        "allow_untrained": options.allow_untrained,
+        "resize_mismatched": options.resize_mismatched,
+        "inference.fp16": options.fp16 is not False,
+        "inference.engine_dir": options.engine_dir or "",
+        "inference.engine_build": options.engine_build,
+        "inference.cpu_threads": options.cpu_threads or 0,
+    }

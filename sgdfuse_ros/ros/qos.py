@@ -9,6 +9,7 @@ reliable only when every publisher offers it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rclpy.node import Node
 from rclpy.qos import (
@@ -80,3 +81,14 @@ def policy_name(policy_kind: object) -> str:
         except (ValueError, TypeError, ImportError):
             name = str(policy_kind)
     return str(name).removeprefix("RMW_QOS_POLICY_")
+
+
+def incompatible_qos_message(
+    which: str, resolved: ResolvedQos | None, topic: str, event: Any
+) -> str:
+    """The operator's log line for an incompatible-QoS event on an image subscription."""
+    return (
+        f"{which} subscription ({resolved.description if resolved else '?'}) cannot receive "
+        f"from a publisher on {topic}: incompatible {policy_name(event.last_policy_kind)} "
+        f"(total {event.total_count}); a best-effort camera needs input_qos sensor_data or auto"
+    )

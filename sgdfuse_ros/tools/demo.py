@@ -8,13 +8,26 @@ importable, or with ``--library``, the same frames are fused in-process and that
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .imaging import ir_to_unit, mosaic, pair_files, read_pair, write_rgb
+from sgdfuse_ros.imaging import ir_to_unit, mosaic, pair_files, read_pair, write_rgb
+from sgdfuse_ros.options import PipelineOptions
+
+
+@dataclass(frozen=True)
+class DemoRequest:
+    """What to show: synthetic frames of a size, or real pairs from ``data``; where to write."""
+
+    out: Path = Path("outputs/demo")
+    frames: int = 20
+    height: int = 480
+    width: int = 640
+    data: Path | None = None
+    library: bool = False  # fuse in-process instead of through the ROS 2 node
 
 
 def timing_table(timings: dict[str, list[float]]) -> str:
@@ -25,26 +38,28 @@ def timing_table(timings: dict[str, list[float]]) -> str:
     return "\n".join(lines)
 
 
-def _frames(args: argparse.Namespace) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _frames(args: DemoRequest) -> list[tuple[str, np.ndarray, np.ndarray]]:
     if args.data is not None:
         pairs, _ = pair_files(args.data / "ir", args.data / "vi")
         if not pairs:
             raise FileNotFoundError(f"no ir/vi pairs in {args.data}")
         return [(name, *read_pair(ir, vi)) for name, ir, vi in pairs[: args.frames]]
-    from .synthetic import render_sequence
+    from sgdfuse_ros.synthetic import render_sequence
 
     seq = render_sequence(args.frames, args.height, args.width)
     return [(f"frame_{i:04d}", ir, vis) for i, (ir, vis) in enumerate(seq)]
 
 
 def run_library_demo(
-    args: argparse.Namespace, frames: list[tuple[str, np.ndarray, np.ndarray]]
+    args: DemoRequest,
+    options: PipelineOptions,
+    frames: list[tuple[str, np.ndarray, np.ndarray]],
 ) -> int:
-    from .cli import pipeline_from_args
+    from sgdfuse_ros.pipeline import FusionPipeline
 
-    pipeline = pipeline_from_args(args, resize_mismatched=True)
+    pipeline = FusionPipeline(options.replace(resize_mismatched=True, engine_build="blocking"))
     print(
-        f"pipeline: backend={args.backend} device={args.device} K={pipeline.default_steps} "
+        f"pipeline: backend={options.backend} device={options.device} K={pipeline.default_steps} "
         f"priors={pipeline.priors.name} weights trained={pipeline.metadata.get('trained', True)}"
     )
     timings: dict[str, list[float]] = {}
@@ -91,10 +106,11 @@ def write_node_mosaic(out: Path, frames: list[tuple[str, np.ndarray, np.ndarray]
     print(f"mosaic: {out / 'mosaic.png'}")
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    args.out = Path(args.out)
-    frames = _frames(args)
-    if args.data is None and not args.library:
+def run_demo(request: DemoRequest, options: PipelineOptions) -> int:
+    """The demo through the node where rclpy imports (unless ``library``), else in-process."""
+    request = DemoRequest(**{**request.__dict__, "out": Path(request.out)})
+    frames = _frames(request)
+    if request.data is None and not request.library:
         try:
             import rclpy  # noqa: F401
         except ImportError:
@@ -102,25 +118,16 @@ def run_demo(args: argparse.Namespace) -> int:
                 "ROS 2 (rclpy) is not importable here: fusing in-process instead of through the node"
             )
         else:
-            from .ros.demo_node import run_node_demo
+            from sgdfuse_ros.ros.demo_node import run_node_demo
 
             report = run_node_demo(
-                args.out,
+                request.out,
                 len(frames),
-                args.height,
-                args.width,
+                request.height,
+                request.width,
                 frames=[(ir, vis) for _, ir, vis in frames],
-                device=args.device,
-                steps=args.steps,
-                weights=args.weights,
-                backend=args.backend,
-                prior_backend=args.prior_backend,
-                sam_model_type=args.sam_model_type,
-                sam_checkpoint=args.sam_checkpoint,
-                allow_untrained=args.allow_untrained,
-                fp16=args.fp16,
-                engine_dir=args.engine_dir,
+                options=options,
             )
-            write_node_mosaic(args.out, frames)
+            write_node_mosaic(request.out, frames)
             return 0 if report["frames_fused"] == report["frames_published"] else 1
-    return run_library_demo(args, frames)
+    return run_library_demo(request, options, frames)

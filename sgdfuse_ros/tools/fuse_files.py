@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .imaging import ir_to_unit, mosaic, pair_files, read_pair, write_rgb
+from sgdfuse_ros.errors import InputError
+from sgdfuse_ros.imaging import ir_to_unit, mosaic, pair_files, read_pair, write_rgb
 
 LOG = logging.getLogger("sgdfuse_ros")
 

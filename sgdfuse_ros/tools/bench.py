@@ -19,9 +19,7 @@ busy processes beside the measurement, as other nodes load a robot's CPU.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import logging
 import os
 import platform
@@ -37,33 +35,35 @@ from typing import Any
 
 import numpy as np
 
-from .memory import retain_freed_memory
+from sgdfuse_ros.memory import retain_freed_memory
+from sgdfuse_ros.options import PipelineOptions
 
 LOG = logging.getLogger("sgdfuse_ros")
 Frame = tuple[np.ndarray, np.ndarray]
 
 
+def _bench_pipeline_options() -> PipelineOptions:
+    # Build or load every plan before timing starts; never fall back mid-benchmark.
+    return PipelineOptions(engine_build="blocking")
+
+
 @dataclass
 class BenchConfig:
+    """One benchmark run; ``pipeline`` holds everything but the backend, K and prior interval,
+    which are the cases compared."""
+
+    pipeline: PipelineOptions = field(default_factory=_bench_pipeline_options)
     height: int = 480
     width: int = 640
     steps: list[int] = field(default_factory=lambda: [1])
     backends: list[str] | None = None  # None: torch + onnxruntime (+ tensorrt on CUDA)
-    device: str = "cpu"
-    fp16: bool | None = None
     frames: int = 10  # timed frames per case and round
     rounds: int = 3
     warmup: int = 2
-    prior: str = "auto"
     prior_every: list[int] = field(default_factory=lambda: [1])
     rate: float = 30.0
     stream_seconds: float = 5.0
     data: str | None = None
-    weights: str | None = None
-    allow_untrained: bool = False
-    engine_dir: str | None = None
-    sam_model_type: str = "vit_b"
-    sam_checkpoint: str | None = None
     quality: str | None = None
     quality_pairs: int | None = None
     quality_backend: str | None = None
@@ -80,7 +80,7 @@ def load_frames(config: BenchConfig, count: int) -> list[Frame]:
     import cv2
 
     if config.data is None:
-        from .synthetic import render_sequence
+        from sgdfuse_ros.synthetic import render_sequence
 
         return render_sequence(count, config.height, config.width, seed=0)
     frames = []
@@ -111,23 +111,10 @@ def default_backends(device: str) -> list[str]:
 
 def make_pipeline(config: BenchConfig, backend: str) -> Any:
     """A pipeline for one backend with every engine built before timing starts."""
-    from .pipeline import FusionPipeline
+    from sgdfuse_ros.pipeline import FusionPipeline
 
-    pipe = FusionPipeline(
-        weights=config.weights,
-        device=config.device,
-        steps=config.steps[0],
-        prior_backend=config.prior,
-        sam_model_type=config.sam_model_type,
-        sam_checkpoint=config.sam_checkpoint,
-        backend=backend,
-        allow_untrained=config.allow_untrained,
-        fp16=config.fp16,
-        engine_dir=config.engine_dir,
-        engine_build="blocking",  # build or load every plan now, never fall back mid-benchmark
-    )
-    if backend == "tensorrt":
-        pipe.runner.prepare(config.height, config.width, config.steps)
+    pipe = FusionPipeline(config.pipeline.replace(backend=backend, steps=config.steps[0]))
+    pipe.prepare(config.height, config.width, tuple(config.steps))
     return pipe
 
 
@@ -210,9 +197,9 @@ def background_load(processes: int) -> Iterator[list[subprocess.Popen]]:
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     """Measure every (backend, K, prior interval) case; returns the JSON-ready report."""
-    backends = config.backends or default_backends(config.device)
+    backends = config.backends or default_backends(config.pipeline.device)
     frames = load_frames(config, max(config.frames, 8))
-    memory = Memory(config.device)
+    memory = Memory(config.pipeline.device)
     pipelines: dict[str, Any] = {}
     unavailable: dict[str, str] = {}
     for backend in backends:
@@ -228,8 +215,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
     def select(case: tuple[str, int, int]) -> Any:
         pipe = pipelines[case[0]]
-        pipe.prior_refresh_every = case[2]
-        pipe.reset_priors()
+        pipe.set_prior_refresh_every(case[2])
         return pipe
 
     def measure() -> None:
@@ -327,10 +313,10 @@ def quality_table(
     pipe: Any, root: Path, steps: Sequence[int], limit: int | None
 ) -> list[dict[str, Any]]:
     """Mean fusion metrics and Stage II latency per K over the pairs in ``root``."""
-    from .metrics import compute_all
+    from sgdfuse_ros.metrics import compute_all
 
     pairs = iter_pairs(root, limit)
-    pipe.prior_refresh_every = 1
+    pipe.set_prior_refresh_every(1)
     rows = []
     for k in steps:
         pipe.reset_priors()
@@ -378,7 +364,7 @@ def environment(config: BenchConfig, pipelines: dict[str, Any]) -> dict[str, Any
         "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
-    if config.device.startswith("cuda") and torch.cuda.is_available():
+    if config.pipeline.device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name()
     for module in ("onnxruntime", "tensorrt"):
         try:
@@ -407,7 +393,7 @@ def check_targets(rows: list[dict[str, Any]], config: BenchConfig) -> list[dict[
         )
 
     targets = []
-    on_gpu = config.device.startswith("cuda")
+    on_gpu = config.pipeline.device.startswith("cuda")
     for row in rows:
         if row["speedup_vs_torch"] != row["speedup_vs_torch"]:  # NaN: torch not in this run
             continue
@@ -464,7 +450,7 @@ def format_tables(report: dict[str, Any]) -> str:
         f"malloc {'keeps' if env.get('malloc_retains_freed') else 'returns'} freed memory)"
     )
     lines = [
-        f"Device {cfg['device']}: {device}; {cfg['width']}x{cfg['height']}; "
+        f"Device {cfg.get('pipeline', cfg)['device']}: {device}; {cfg['width']}x{cfg['height']}; "
         f"{cfg['rounds']} rounds x {cfg['frames']} frames, medians"
         + (
             f"; background load: {cfg['background_load']} busy processes"
@@ -498,7 +484,7 @@ def format_tables(report: dict[str, Any]) -> str:
             f"{r['missed_frames']}/{r['input_frames']} ({r['missed_pct']:.0f}%) |"
         )
     if report.get("quality"):
-        from .metrics import METRIC_NAMES
+        from sgdfuse_ros.metrics import METRIC_NAMES
 
         lines += [
             "",
@@ -515,69 +501,3 @@ def format_tables(report: dict[str, Any]) -> str:
         for t in report["targets"]:
             lines.append(f"- {t['target']}: {t['value']:.2f} -> {'met' if t['met'] else 'NOT met'}")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------- CLI
-
-
-def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
-    """``sgdfuse bench``: see the module docstring."""
-    parser = subparsers.add_parser(
-        "bench",
-        help="latency, throughput and memory per backend, K and prior interval",
-        description=__doc__.split("\n\n")[0],
-    )
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--steps", type=int, nargs="+", default=[1], help="diffusion steps K")
-    parser.add_argument(
-        "--backend",
-        nargs="+",
-        dest="backends",
-        choices=("torch", "onnxruntime", "tensorrt"),
-        help="backends to compare (default: torch onnxruntime, + tensorrt on CUDA)",
-    )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--frames", type=int, default=10, help="timed frames per case and round")
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds (median over all)"
-    )
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--prior", default="auto", choices=("auto", "sam", "classical"))
-    parser.add_argument(
-        "--prior-every", type=int, nargs="+", default=[1], help="recompute priors every N frames"
-    )
-    parser.add_argument("--sam-model-type", default="vit_b")
-    parser.add_argument("--sam-checkpoint")
-    parser.add_argument("--rate", type=float, default=30.0, help="simulated input rate (Hz)")
-    parser.add_argument("--stream-seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--background-load",
-        type=int,
-        default=0,
-        metavar="N",
-        help="run N busy processes during the measurement (other nodes sharing the CPU)",
-    )
-    parser.add_argument("--data", help="folder with ir/ and vi/ frames (default: synthetic)")
-    parser.add_argument("--weights", help="weights file (default: the shipped weights)")
-    parser.add_argument("--allow-untrained", action="store_true")
-    parser.add_argument("--engine-dir")
-    parser.add_argument("--quality", help="folder with ir/ vi/ pairs: add the quality-vs-K table")
-    parser.add_argument("--quality-pairs", type=int, help="use only the first N quality pairs")
-    parser.add_argument("--quality-backend", help="backend for the quality table (default: last)")
-    parser.add_argument("--json", type=Path, help="write the full report here")
-    parser.set_defaults(func=run_bench_command)
-    return parser
-
-
-def run_bench_command(args: argparse.Namespace) -> int:
-    fields = BenchConfig.__dataclass_fields__
-    config = BenchConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    report = run_bench(config)
-    print(format_tables(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        print(f"\nreport written to {args.json}")
-    return 0

@@ -8,6 +8,7 @@ here imports rclpy.
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,8 +48,7 @@ class ImageDecodeError(InputError):
     """A message cannot be turned into an image; ``reason`` is a short key for diagnostics counters."""
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+        super().__init__(message, reason)
 
 
 @dataclass(frozen=True)
@@ -320,4 +320,27 @@ def encode_array(
         is_bigendian=int(bool(is_bigendian) and dtype.itemsize > 1),
         step=rows.shape[1],
         data=rows.tobytes(),
+    )
+
+
+def image_message(message_type: Any, fields: ImageFields, header: Any = None) -> Any:
+    """The one place a ``sensor_msgs/Image`` is built from encoded fields.
+
+    Works for rclpy's generated class and for a rosbags typestore class: rosbags stores
+    ``uint8[]`` as a numpy array, rclpy as ``array.array('B')`` (which it takes without a
+    per-byte check). ``header`` is the message's header (rclpy: None leaves an empty one).
+    """
+    if hasattr(message_type, "__msgtype__"):  # rosbags typestore dataclass
+        data: Any = np.frombuffer(fields.data, np.uint8)
+    else:
+        data = array.array("B", fields.data)
+    kwargs: dict[str, Any] = {} if header is None else {"header": header}
+    return message_type(
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=fields.is_bigendian,
+        step=fields.step,
+        data=data,
+        **kwargs,
     )

@@ -1,0 +1,1 @@
+"""Offline tools over the pipeline: fusing files and bags, evaluation, benchmarks, the demo."""
