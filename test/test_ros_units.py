@@ -140,15 +140,6 @@ def test_config_file_sets_exactly_the_declared_parameters_with_their_types() -> 
     NodeSettings.from_values(values)
 
 
-def test_readme_documents_every_parameter() -> None:
-    readme = (ROOT / "README.md").read_text()
-    if "## ROS 2 node" not in readme:
-        pytest.fail("README.md has no '## ROS 2 node' section")
-    section = readme.split("## ROS 2 node", 1)[1].split("\n## ", 1)[0]
-    missing = [spec.name for spec in PARAMETERS if f"`{spec.name}`" not in section]
-    assert not missing, f"parameters missing from README: {missing}"
-
-
 def test_defaults_validate() -> None:
     settings = NodeSettings.from_values({})
     assert settings.thermal_qos == "sensor_data" and settings.pipeline.steps is None

@@ -360,7 +360,7 @@ def environment(config: BenchConfig, pipelines: dict[str, Any]) -> dict[str, Any
         "torch_threads": torch.get_num_threads(),
         # Whether freed activations are reused (see sgdfuse_ros.memory); it halves torch's CPU time.
         "malloc_retains_freed": retain_freed_memory(),
-        # How long torch's idle OpenMP threads spin (README: Design notes).
+        # How long torch's idle OpenMP threads spin (docs/design-notes.md, "Threads and CPU").
         "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
