@@ -8,6 +8,7 @@ importable, or with ``--library``, the same frames are fused in-process and that
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,9 +112,7 @@ def run_demo(request: DemoRequest, options: PipelineOptions) -> int:
     request = DemoRequest(**{**request.__dict__, "out": Path(request.out)})
     frames = _frames(request)
     if request.data is None and not request.library:
-        try:
-            import rclpy  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("rclpy") is None:
             print(
                 "ROS 2 (rclpy) is not importable here: fusing in-process instead of through the node"
             )
