@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from sgdfuse_ros.options import PipelineOptions
+
 pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 
 
@@ -15,7 +17,12 @@ def test_run_node_demo_small(tmp_path: Path) -> None:
 
     lines: list[str] = []
     results = run_node_demo(
-        tmp_path, num_frames=3, height=64, width=80, allow_untrained=True, log=lines.append
+        tmp_path,
+        num_frames=3,
+        height=64,
+        width=80,
+        options=PipelineOptions(allow_untrained=True),
+        log=lines.append,
     )
     assert results["frames_published"] == 3 and results["frames_fused"] == 3
     assert results["node_exit_code"] == 0

@@ -148,8 +148,12 @@ def run_node_demo(
         observer.wait_for(
             lambda: observer.fused_count() >= published_rgb, frame_timeout if lockstep else 10.0
         )
-        observer.wait_for(lambda: observer.diagnostics_count > 0, 5.0)
         fused = list(observer.fused)
+        # The node's counters arrive once per diagnostics period: wait for the report that
+        # includes the last frame rather than quoting one taken just before it.
+        observer.wait_for(
+            lambda: int(observer.diagnostics.get("fused", "0") or 0) >= len(fused), 5.0
+        )
         publish_times = dict(report.published.get(DEFAULT_RGB_TOPIC, []))
         latencies = [
             (item.received - publish_times[item.stamp]) * 1e3
