@@ -16,6 +16,7 @@ import torch
 from sgdfuse_ros.imaging import write_rgb
 from sgdfuse_ros.models.sgdfuse import pad_to_multiple
 from training.common import to_uint8_image
+from training.config import PriorsConfig
 from training.datasets import FullFramePairs, PairSource
 
 
@@ -112,7 +113,7 @@ def wins_against(summary: dict[str, dict[str, float]], ours: str, peer: str) -> 
     ]
 
 
-def val_priors(priors_config: dict[str, Any], device: str) -> Any:
+def val_priors(priors_config: PriorsConfig, device: str) -> Any:
     """Priors for full-size validation frames (cached separately from the resized training ones)."""
     from training.priors import build_prior_cache
 
