@@ -382,6 +382,7 @@ def save_training_state(
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
             "config": cfg.to_dict(),
+            "config_file": cfg.config_file,
         },
     )
 

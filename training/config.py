@@ -140,7 +140,8 @@ class TrainingConfig:
     config_file: str | None = field(default=None, metadata={"internal": True})
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain YAML-like data (lists, dicts), e.g. for checkpoints and logs."""
+        """The config as plain YAML data (lists, dicts; ``config_file`` left out): what a
+        checkpoint records, and a file :func:`load_config` reads back to the same config."""
         return _plain(self)
 
 
@@ -270,7 +271,10 @@ def _convert(value: Any, hint: Any, key: str, where: str) -> Any:
         if value is None:
             return None
         (inner,) = [a for a in args if a is not type(None)]
-        return _convert(value, inner, key, where)
+        try:
+            return _convert(value, inner, key, where)
+        except ConfigError:
+            raise _type_error(key, hint, value, where) from None
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise _type_error(key, hint, value, where)
@@ -363,7 +367,11 @@ def _join(prefix: str, key: str) -> str:
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not f.metadata.get("internal")
+        }
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
