@@ -153,6 +153,9 @@ def test_wrong_types_name_key_expected_type_and_value(config_file: Path) -> None
         "priors.backend must be one of auto, sam, classical, none; got 'sam2'"
     )
     assert "model must be one of" in error_of(config_file, ["model=huge"])
+    assert error_of(config_file, ["stage2.ckpt_every=0"]).endswith(
+        "stage2.ckpt_every must be at least 1, got 0"
+    )
 
 
 def test_overrides_set_values_with_yaml_types(config_file: Path) -> None:
@@ -175,6 +178,10 @@ def test_overrides_set_values_with_yaml_types(config_file: Path) -> None:
 def test_missing_required_key_and_bad_files(config_file: Path, tmp_path: Path) -> None:
     edit(config_file, lambda raw: raw["stage2"]["heads"].pop("steps"))
     assert error_of(config_file) == f"{config_file}: missing required key stage2.heads.steps"
+    replaced = "stage2.denoiser={iters: 3, batch_size: 1}"
+    assert error_of(config_file, [replaced]) == (
+        f"--set {replaced}: missing required key stage2.denoiser.lr"
+    )
     listing = tmp_path / "list.yaml"
     listing.write_text("- 1\n")
     assert "must be a YAML mapping" in error_of(listing)

@@ -34,13 +34,18 @@ def _choices(*values: str) -> dict[str, tuple[str, ...]]:
     return {"choices": values}
 
 
+def _positive() -> Any:
+    """A required integer that must be at least 1 (a count, a size or an interval in steps)."""
+    return field(metadata={"min": 1})
+
+
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
     """Training folders (random crops) and the validation folder (mosaics, evaluation)."""
 
     train: tuple[str, ...]
     val: str | None = None
-    crop: int
+    crop: int = _positive()
     max_side: int = 0  # 0 = keep the frames' size
     vertical_flip: bool = False
     cache_in_memory: bool = True
@@ -70,12 +75,12 @@ class LossConfig:
 class Stage1Config:
     run_dir: str
     iters: int
-    batch_size: int  # per process
+    batch_size: int = _positive()  # per process
     lr: float
     lr_min_ratio: float = 1.0  # cosine decay to lr * lr_min_ratio; 1.0 = constant
-    log_every: int
-    val_every: int
-    ckpt_every: int
+    log_every: int = _positive()
+    val_every: int = _positive()
+    ckpt_every: int = _positive()
     eval_max_pairs: int | None = None  # None = every validation pair
 
 
@@ -84,7 +89,7 @@ class PhaseConfig:
     """What both Stage II phases share: the length, batch and learning-rate schedule."""
 
     iters: int
-    batch_size: int  # per process
+    batch_size: int = _positive()  # per process
     lr: float
     lr_min_ratio: float = 1.0
 
@@ -108,9 +113,9 @@ class Stage2Config:
     denoiser_checkpoint: str | None = None  # None = <run_dir>/denoiser/checkpoint.pt
     denoiser: DenoiserConfig
     heads: HeadsConfig
-    log_every: int
-    val_every: int
-    ckpt_every: int
+    log_every: int = _positive()
+    val_every: int = _positive()
+    ckpt_every: int = _positive()
     eval_steps: tuple[int, ...] = (1,)
     eval_max_pairs: int | None = None
     output: str
@@ -195,34 +200,34 @@ def _apply_override(raw: dict[str, Any], item: str) -> tuple[str, Any]:
         value = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"--set {item}: the value is not valid YAML: {error}") from error
-    cls: Any = TrainingConfig
+    *sections, name = key.split(".")
+    cls: Any = TrainingConfig  # the schema of the current section; dict = free-form options
     node = raw
-    parts = key.split(".")
-    for depth, part in enumerate(parts):
-        prefix = ".".join(parts[:depth])
-        if cls is dict:  # free-form options (priors.options): any key
-            hint = Any
-        else:
-            hints = _fields(cls)
-            if part not in hints:
-                raise ConfigError(_unknown_key_message(cls, part, prefix, f"--set {item}"))
-            hint = hints[part]
-        if depth == len(parts) - 1:
-            node[part] = value
-            return key, value
+    for depth, part in enumerate(sections):
+        hint = _override_hint(cls, part, ".".join(sections[:depth]), item)
         if _is_section(hint):
             cls = hint
-        elif _origin(hint) is dict:
+        elif cls is dict or _origin(hint) is dict:  # into free-form options
             cls = dict
         else:
-            raise ConfigError(
-                f"--set {item}: {'.'.join(parts[: depth + 1])} is a value, not a section"
-            )
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    raise AssertionError("unreachable")
+            path = ".".join(sections[: depth + 1])
+            raise ConfigError(f"--set {item}: {path} is a value, not a section")
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    _override_hint(cls, name, ".".join(sections), item)
+    node[name] = value
+    return key, value
+
+
+def _override_hint(cls: Any, key: str, prefix: str, item: str) -> Any:
+    """The type of ``key`` in the section ``cls`` (any key of a free-form dict), or the error."""
+    if cls is dict:
+        return Any
+    hints = _fields(cls)
+    if key not in hints:
+        raise ConfigError(_unknown_key_message(cls, key, prefix, f"--set {item}"))
+    return hints[key]
 
 
 def _build(cls: Any, raw: Any, prefix: str, origins: _Origins) -> Any:
@@ -247,7 +252,7 @@ def _build(cls: Any, raw: Any, prefix: str, origins: _Origins) -> Any:
                 if _is_section(hint) and _all_defaulted(hint):
                     values[f.name] = hint()
                     continue
-                raise ConfigError(f"{origins.file}: missing required key {dotted}")
+                raise ConfigError(f"{origins.of(dotted)}: missing required key {dotted}")
             continue
         if _is_section(hint):
             values[f.name] = _build(hint, raw[f.name], dotted, origins)
@@ -257,6 +262,11 @@ def _build(cls: Any, raw: Any, prefix: str, origins: _Origins) -> Any:
         if choices is not None and value not in choices:
             raise ConfigError(
                 f"{origins.of(dotted)}: {dotted} must be one of {', '.join(choices)}; got {value!r}"
+            )
+        minimum = f.metadata.get("min")
+        if minimum is not None and value < minimum:
+            raise ConfigError(
+                f"{origins.of(dotted)}: {dotted} must be at least {minimum}, got {value!r}"
             )
         values[f.name] = value
     return cls(**values)

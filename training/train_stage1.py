@@ -162,9 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             logger.image(step, "stage1_val", validation_mosaic(model, mosaic_frames, device))
         stopping = all_reduce_flag(stop.received is not None)
         if is_due(step, scfg.ckpt_every, scfg.iters) or stopping:
+            elapsed = clock.sync()
             if dist_info.is_main:
                 save_training_state(
-                    ckpt_path, step, clock.sync(), model, optimizer, scaler, cfg, commands=commands
+                    ckpt_path, step, elapsed, model, optimizer, scaler, cfg, commands=commands
                 )
         if stopping:
             LOG.info("stopped by signal at step %d; continue with --resume", step)

@@ -252,9 +252,10 @@ def run_phase(
                 m.train()
         stopping = all_reduce_flag(stop.received is not None)
         if is_due(step, s2.ckpt_every, pcfg.iters) or stopping:
+            elapsed = clock.sync()
             if dist_info.is_main:
                 save_training_state(
-                    ckpt_path, step, clock.sync(), model, optimizer, scaler, cfg, phase=phase
+                    ckpt_path, step, elapsed, model, optimizer, scaler, cfg, phase=phase
                 )
         if stopping:
             progress.close()
