@@ -207,3 +207,11 @@ def test_training_commands_stop_on_a_bad_key_before_training(
         script.main(["--config", str(config_file), "--set", "stage2.heads.itres=3"])
     assert str(info.value).startswith("error: --set stage2.heads.itres=3: unknown key")
     assert not (tmp_path / "s1").exists() and not (tmp_path / "s2").exists()
+
+
+def test_stage2_without_stage1_weights_is_one_error_line(config_file: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        train_stage2.main(["--config", str(config_file)])
+    message = str(info.value)
+    assert message.startswith("error: stage2.stage1_weights: weights file ")
+    assert "does not exist" in message and "\n" not in message

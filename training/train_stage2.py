@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from sgdfuse_ros.errors import WeightsError
 from sgdfuse_ros.model_io import load_weights, save_weights
 from sgdfuse_ros.models.color import rgb_to_ycbcr, with_luminance
 from sgdfuse_ros.models.sgdfuse import PRESETS, SGDFuse
@@ -300,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     device, dist_info = run.device, run.dist
 
     # ---- Stage I weights (frozen) and the rest of the model as the config builds it
-    model, stage1_meta = load_weights(s2.stage1_weights)
+    try:
+        model, stage1_meta = load_weights(s2.stage1_weights)
+    except WeightsError as error:  # no Stage I yet, or an unreadable file: one line, exit 1
+        raise SystemExit(f"error: stage2.stage1_weights: {error}") from None
     if model.config.to_dict() != PRESETS[cfg.model]().to_dict():
         LOG.warning(
             "stage1 weights config differs from preset %r; using the weights' config", cfg.model
