@@ -7,6 +7,7 @@ so each ``train_stage*.py`` reads top to bottom as one plain loop.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import logging
@@ -34,6 +35,23 @@ from training.datasets import FullFramePairs, PairSource, RandomCropPairs
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # ----------------------------------------------------------------------------- setup
+
+
+def training_parser(description: str, set_example: str) -> argparse.ArgumentParser:
+    """The command line both stages share: the config, its overrides, and skipping evaluation."""
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", required=True, help="YAML training config (training/configs/*.yaml)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config entry, e.g. --set {set_example} (repeatable; checked like the file)",
+    )
+    p.add_argument("--no-eval", action="store_true", help="skip the end-of-stage evaluation")
+    return p
 
 
 def read_config(path: str | Path, overrides: list[str]) -> TrainingConfig:

@@ -50,6 +50,7 @@ from training.common import (
     setup_run,
     to_uint8_image,
     training_pairs,
+    training_parser,
     wants_mosaics,
     write_json,
 )
@@ -61,19 +62,8 @@ LOG = logging.getLogger("sgdfuse_ros.training")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--config", required=True, help="YAML training config (training/configs/*.yaml)")
+    p = training_parser(__doc__, "stage1.iters=100")
     p.add_argument("--resume", action="store_true", help="continue from <run_dir>/checkpoint.pt")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config entry, e.g. --set stage1.iters=100 (repeatable)",
-    )
-    p.add_argument("--no-eval", action="store_true", help="skip the end-of-stage evaluation")
     return p.parse_args(argv)
 
 
@@ -234,9 +224,7 @@ def evaluate_stage1(
             model, val, out / "fused" / "stage1_F1", None, None, device, max_pairs
         )
     ]
-    fused += evaluation.write_baselines(val, out / "fused", max_pairs)
-    fused += [Path(p) for p in cfg.eval.peers if Path(p).is_dir()]
-    summary = evaluation.score(val, fused, out, cfg.eval.workers, max_pairs)
+    summary = evaluation.score_with_baselines(val, fused, out, cfg.eval, max_pairs)
     LOG.info("stage 1 evaluation written to %s", out / "metrics.md")
     return summary["stage1_F1"]
 

@@ -65,6 +65,7 @@ from training.common import (
     to_device,
     to_uint8_image,
     training_pairs,
+    training_parser,
     wants_mosaics,
     write_json,
 )
@@ -78,20 +79,9 @@ PHASES = ("denoiser", "heads")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--config", required=True, help="YAML training config (training/configs/*.yaml)")
+    p = training_parser(__doc__, "stage2.heads.iters=50")
     p.add_argument("--phase", choices=("all", *PHASES), default="all", help="which phase(s) to run")
     p.add_argument("--resume", action="store_true", help="continue each phase from its checkpoint")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config entry, e.g. --set stage2.heads.iters=50 (repeatable)",
-    )
-    p.add_argument("--no-eval", action="store_true", help="skip the end-of-stage evaluation")
     return p.parse_args(argv)
 
 
@@ -433,9 +423,7 @@ def evaluate_stage2(
             model, val, out / "fused" / "stage1_F1", None, priors, device, max_pairs
         )
     )
-    fused += evaluation.write_baselines(val, out / "fused", max_pairs)
-    fused += [Path(p) for p in cfg.eval.peers if Path(p).is_dir()]
-    summary = evaluation.score(val, fused, out, cfg.eval.workers, max_pairs)
+    summary = evaluation.score_with_baselines(val, fused, out, cfg.eval, max_pairs)
     LOG.info("stage 2 evaluation written to %s", out / "metrics.md")
     return {"validation": val, "pairs": max_pairs or "all", "means": summary}
 
