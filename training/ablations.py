@@ -30,7 +30,7 @@ import torch
 from sgdfuse_ros.model_io import load_weights
 from sgdfuse_ros.tools.evaluate import format_markdown_table
 from training import evaluation
-from training.common import REPO_ROOT, load_config, write_json
+from training.common import REPO_ROOT, read_config, write_json
 from training.priors import ZeroPriors
 
 LOG = logging.getLogger("sgdfuse_ros.training")
@@ -102,14 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = load_config(args.config)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg["threads"]))
+    cfg = read_config(args.config, [])
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     out = Path(args.out)
-    val = cfg["data"]["val"]
+    val = cfg.data.val
     device = torch.device("cpu")
     model, meta = load_weights(args.weights)
-    priors = evaluation.val_priors(cfg["priors"], "cpu")
+    priors = evaluation.val_priors(cfg.priors, "cpu")
     fused_root = out / "fused"
     rows: dict[str, Path] = {}
 
@@ -122,10 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[name] = folder
 
     if not args.skip_retrain:  # first, so they can run while the shipped rows are still being fused
-        s2 = cfg["stage2"]
-        denoiser = Path(
-            s2.get("denoiser_checkpoint") or Path(s2["run_dir"]) / "denoiser" / "checkpoint.pt"
-        )
+        s2 = cfg.stage2
+        denoiser = Path(s2.denoiser_checkpoint or Path(s2.run_dir) / "denoiser" / "checkpoint.pt")
         retrained = {
             name: retrain_head(
                 args.config,
@@ -154,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         val,
         list(rows.values()),
         out / "eval",
-        int(cfg.get("eval", {}).get("workers", 1)),
+        cfg.eval.workers,
         args.max_pairs,
     )
     by_label = {label: summary[folder.name] for label, folder in rows.items()}

@@ -1,13 +1,17 @@
-"""Plumbing shared by both training stages: config, seeds, DDP, checkpoints, signals, logs.
+"""Plumbing shared by both training stages: setup, seeds, DDP, data, the loop's bookkeeping,
+checkpoints, signals, logs.
 
-Everything that is not the training loop itself lives here, so each ``train_stage*.py`` reads
-top to bottom as one plain loop.
+Everything that is not the training loop itself lives here (the config is ``training/config.py``),
+so each ``train_stage*.py`` reads top to bottom as one plain loop.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import logging
+import math
 import os
 import platform
 import random
@@ -23,30 +27,61 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
+from tqdm import tqdm
+
+from training.config import ConfigError, DataConfig, TrainingConfig, load_config
+from training.datasets import FullFramePairs, PairSource, RandomCropPairs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# ----------------------------------------------------------------------------- config
+# ----------------------------------------------------------------------------- setup
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read a YAML training config and apply ``key.sub=value`` overrides (values parsed as YAML)."""
-    with open(path, encoding="utf-8") as f:
-        config = yaml.safe_load(f)
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: a training config must be a YAML mapping")
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} must look like key.sub=value")
-        node = config
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
-    config["config_file"] = str(path)
-    return config
+def training_parser(description: str, set_example: str) -> argparse.ArgumentParser:
+    """The command line both stages share: the config, its overrides, and skipping evaluation."""
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", required=True, help="YAML training config (training/configs/*.yaml)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config entry, e.g. --set {set_example} (repeatable; checked like the file)",
+    )
+    p.add_argument("--no-eval", action="store_true", help="skip the end-of-stage evaluation")
+    return p
+
+
+def read_config(path: str | Path, overrides: list[str]) -> TrainingConfig:
+    """The checked training config of a command line; a bad one exits with one error line."""
+    try:
+        return load_config(path, overrides)
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process trains: its device, its place in a torchrun job, mixed precision."""
+
+    device: torch.device
+    dist: Dist
+    use_amp: bool
+
+
+def setup_run(cfg: TrainingConfig) -> Runtime:
+    """Logging, torch threads, device, process group and seeds, in the same order for every stage
+    (the order fixes what the seeded generators produce)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    dist_info = setup_distributed(device)
+    device = local_device(device, dist_info)
+    seed_everything(cfg.seed + dist_info.rank)
+    return Runtime(device, dist_info, cfg.amp and device.type == "cuda")
 
 
 def seed_everything(seed: int) -> None:
@@ -217,6 +252,115 @@ def infinite_loader(
     return iter(loader)
 
 
+# ----------------------------------------------------------------------------- data
+
+
+def training_pairs(
+    data: DataConfig, priors: Any | None = None
+) -> tuple[PairSource, RandomCropPairs]:
+    """Every training folder (with its priors, if any) and the random crops drawn from it."""
+    source = PairSource(data.train, data.max_side, data.cache_in_memory, priors)
+    return source, RandomCropPairs(source, data.crop, data.vertical_flip)
+
+
+def wants_mosaics(data: DataConfig, info: Dist) -> bool:
+    """Validation mosaics are drawn by rank 0 when a validation folder and a pair count are set."""
+    return info.is_main and bool(data.val) and data.val_mosaic_pairs > 0
+
+
+def mosaic_pairs(data: DataConfig, priors: Any | None = None) -> FullFramePairs:
+    """The first full-size validation pairs, shown in the mosaics."""
+    assert data.val is not None
+    return FullFramePairs(PairSource([data.val], 0, False, priors, max_pairs=data.val_mosaic_pairs))
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """The tensors of a batch on ``device`` (pair names and other fields left out)."""
+    return {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def cosine_lr(step: int, total: int, base: float, min_ratio: float) -> float:
+    """Cosine decay from ``base`` to ``base * min_ratio`` over ``total`` steps (1.0 = constant)."""
+    progress = min(step / max(total, 1), 1.0)
+    return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """``lr`` for every parameter group, times the group's ``lr_scale`` where it has one."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
+
+
+def optimizer_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler
+) -> None:
+    """Backward and one optimizer step through the (CUDA-only) gradient scaler."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def is_due(step: int, every: int, last: int) -> bool:
+    """Every ``every`` steps, and always at the last step."""
+    return step % every == 0 or step == last
+
+
+def progress_bar(total: int, initial: int, desc: str, info: Dist) -> tqdm:
+    return tqdm(
+        total=total, initial=initial, desc=desc, disable=not info.is_main, dynamic_ncols=True
+    )
+
+
+class LoopClock:
+    """Wall time spent in the loop (carried over a resume) and the step rate between log lines."""
+
+    def __init__(self, elapsed_s: float = 0.0) -> None:
+        self.elapsed_s = elapsed_s
+        self._mark = time.time()
+        self._window_start, self._window_steps = self._mark, 0
+
+    def step(self) -> None:
+        self._window_steps += 1
+
+    def sync(self) -> float:
+        """Add the time since the last call to ``elapsed_s`` and return it (before a checkpoint)."""
+        now = time.time()
+        self.elapsed_s += now - self._mark
+        self._mark = now
+        return self.elapsed_s
+
+    def rate(self) -> float:
+        """Steps per second since the previous call (for the log line)."""
+        self.sync()
+        rate = self._window_steps / max(self._mark - self._window_start, 1e-9)
+        self._window_start, self._window_steps = self._mark, 0
+        return rate
+
+
+def log_step(
+    logger: RunLogger,
+    progress: tqdm,
+    step: int,
+    loss: torch.Tensor,
+    lr: float,
+    rate: float,
+    parts: dict[str, float],
+) -> None:
+    """One log row (loss averaged over the ranks, learning rate, speed, loss parts)."""
+    values = {
+        "loss": mean_across_ranks(float(loss.detach())),
+        "lr": lr,
+        "it_per_s": rate,
+        **{k: mean_across_ranks(v) for k, v in parts.items()},
+    }
+    logger.scalars(step, values)
+    progress.set_postfix(loss=f"{values['loss']:.4f}", it_s=f"{rate:.2f}")
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -233,6 +377,46 @@ def save_checkpoint_atomic(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def save_training_state(
+    path: Path,
+    step: int,
+    elapsed_s: float,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    cfg: TrainingConfig,
+    **extra: Any,
+) -> None:
+    """A resumable checkpoint: step, time, model, optimizer and scaler, and the config (plain data)."""
+    save_checkpoint_atomic(
+        path,
+        {
+            **extra,
+            "step": step,
+            "elapsed_s": elapsed_s,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "config": cfg.to_dict(),
+            "config_file": cfg.config_file,
+        },
+    )
+
+
+def restore_training_state(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+) -> dict[str, Any]:
+    """Load a :func:`save_training_state` checkpoint into the objects; returns the checkpoint."""
+    ckpt = load_checkpoint(path)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    return ckpt
 
 
 class StopSignal:

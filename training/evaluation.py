@@ -16,6 +16,7 @@ import torch
 from sgdfuse_ros.imaging import write_rgb
 from sgdfuse_ros.models.sgdfuse import pad_to_multiple
 from training.common import to_uint8_image
+from training.config import EvalConfig, PriorsConfig
 from training.datasets import FullFramePairs, PairSource
 
 
@@ -105,6 +106,22 @@ def score(
     return evaluate_dirs(ir_dir, vi_dir, fused_dirs, out_dir, progress=False, workers=workers)
 
 
+def score_with_baselines(
+    val_folder: str | Path,
+    fused_dirs: list[Path],
+    out_dir: Path,
+    eval_config: EvalConfig,
+    max_pairs: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Score ``fused_dirs`` next to plain mean / max fusion and the config's peer folders (the
+    end-of-stage table of both training stages); a peer folder that does not exist is left out."""
+    baselines = write_baselines(val_folder, out_dir / "fused", max_pairs)
+    peers = [Path(p) for p in eval_config.peers if Path(p).is_dir()]
+    return score(
+        val_folder, [*fused_dirs, *baselines, *peers], out_dir, eval_config.workers, max_pairs
+    )
+
+
 def wins_against(summary: dict[str, dict[str, float]], ours: str, peer: str) -> list[str]:
     """Metrics where ``ours`` scores above ``peer`` (all metrics are higher-is-better)."""
     return [
@@ -112,7 +129,7 @@ def wins_against(summary: dict[str, dict[str, float]], ours: str, peer: str) -> 
     ]
 
 
-def val_priors(priors_config: dict[str, Any], device: str) -> Any:
+def val_priors(priors_config: PriorsConfig, device: str) -> Any:
     """Priors for full-size validation frames (cached separately from the resized training ones)."""
     from training.priors import build_prior_cache
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from training.config import PriorsConfig
 from training.datasets import PairFiles
 
 LOG = logging.getLogger("sgdfuse_ros.training")
@@ -138,32 +139,29 @@ class ZeroPriors:
         return zeros, zeros
 
 
-def build_backend(priors_config: dict[str, Any], device: str = "cpu") -> Any:
+def build_backend(priors_config: PriorsConfig, device: str = "cpu") -> Any:
     """The prior backend of a training config's ``priors`` section (``backend: none`` → zeros)."""
-    kind = priors_config.get("backend", "auto")
-    if kind == "none":
+    if priors_config.backend == "none":
         return ZeroPriors()
     from sgdfuse_ros.semantics import build_prior_backend
 
     return build_prior_backend(
-        kind,
-        sam_model_type=priors_config.get("sam_model_type", "vit_b"),
-        sam_checkpoint=priors_config.get("sam_checkpoint"),
+        priors_config.backend,
+        sam_model_type=priors_config.sam_model_type,
+        sam_checkpoint=priors_config.sam_checkpoint,
         device=device,
-        **dict(priors_config.get("options") or {}),
+        **priors_config.options,
     )
 
 
 def build_prior_cache(
-    priors_config: dict[str, Any], max_side: int, device: str = "cpu", progress: bool = True
+    priors_config: PriorsConfig, max_side: int, device: str = "cpu", progress: bool = True
 ):
     """A :class:`PriorCache` for the configured backend, or :class:`ZeroPriors` for ``none``."""
     backend = build_backend(priors_config, device)
     if isinstance(backend, ZeroPriors):
         return backend
-    return PriorCache(
-        backend, priors_config.get("cache_dir", "runs/priors_cache"), max_side, progress
-    )
+    return PriorCache(backend, priors_config.cache_dir, max_side, progress)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,21 +169,22 @@ def main(argv: list[str] | None = None) -> int:
     training scripts fill the cache themselves on first use)."""
     import argparse
 
-    from training.common import load_config
+    from training.common import read_config
     from training.datasets import PairSource
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--config", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.set)
+    cfg = read_config(args.config, args.set)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    data = cfg["data"]
-    max_side = int(data.get("max_side", 0))
-    train = PairSource(data["train"], max_side, False, build_prior_cache(cfg["priors"], max_side))
+    data = cfg.data
+    train = PairSource(
+        data.train, data.max_side, False, build_prior_cache(cfg.priors, data.max_side)
+    )
     LOG.info("training priors ready for %d pairs", len(train))
-    if data.get("val"):
-        val = PairSource([data["val"]], 0, False, build_prior_cache(cfg["priors"], 0))
+    if data.val:
+        val = PairSource([data.val], 0, False, build_prior_cache(cfg.priors, 0))
         LOG.info("validation priors ready for %d pairs", len(val))
     return 0
 

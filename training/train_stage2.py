@@ -25,66 +25,63 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
+from sgdfuse_ros.errors import WeightsError
 from sgdfuse_ros.model_io import load_weights, save_weights
 from sgdfuse_ros.models.color import rgb_to_ycbcr, with_luminance
 from sgdfuse_ros.models.sgdfuse import PRESETS, SGDFuse
 from training import evaluation
 from training.common import (
-    Dist,
+    LoopClock,
     RunLogger,
+    Runtime,
     StopSignal,
     all_reduce_flag,
     autocast,
     cleanup_distributed,
     command_line,
+    cosine_lr,
     git_commit,
     infinite_loader,
+    is_due,
     load_checkpoint,
-    load_config,
-    local_device,
+    log_step,
     machine_description,
-    mean_across_ranks,
     mosaic,
-    pick_device,
-    save_checkpoint_atomic,
-    seed_everything,
-    setup_distributed,
+    mosaic_pairs,
+    optimizer_step,
+    progress_bar,
+    read_config,
+    restore_training_state,
+    save_training_state,
+    set_learning_rate,
+    setup_run,
+    to_device,
     to_uint8_image,
+    training_pairs,
+    training_parser,
+    wants_mosaics,
     write_json,
 )
+from training.config import TrainingConfig
 from training.datasets import FullFramePairs, PairSource, RandomCropPairs
 from training.losses import denoising_loss, masked_fusion_loss
 from training.priors import build_prior_cache
-from training.train_stage1 import cosine_lr
 
 LOG = logging.getLogger("sgdfuse_ros.training")
 PHASES = ("denoiser", "heads")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--config", required=True, help="YAML training config (training/configs/*.yaml)")
+    p = training_parser(__doc__, "stage2.heads.iters=50")
     p.add_argument("--phase", choices=("all", *PHASES), default="all", help="which phase(s) to run")
     p.add_argument("--resume", action="store_true", help="continue each phase from its checkpoint")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config entry, e.g. --set stage2.heads.iters=50 (repeatable)",
-    )
-    p.add_argument("--no-eval", action="store_true", help="skip the end-of-stage evaluation")
     return p.parse_args(argv)
 
 
@@ -114,10 +111,6 @@ class HeadsForward(nn.Module):
         return outputs
 
 
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-
-
 @torch.no_grad()
 def validation_mosaic(
     model: SGDFuse, frames: FullFramePairs, steps: list[int], device: torch.device
@@ -140,22 +133,20 @@ def validation_mosaic(
 def run_phase(
     phase: str,
     model: SGDFuse,
-    cfg: dict[str, Any],
+    cfg: TrainingConfig,
     train_set: RandomCropPairs,
     mosaic_frames: FullFramePairs | None,
-    dist_info: Dist,
-    device: torch.device,
+    run: Runtime,
     resume: bool,
 ) -> dict[str, Any]:
     """One phase's training loop; returns its record for the weights metadata."""
-    s2, lcfg = cfg["stage2"], cfg["loss"]
-    pcfg = s2[phase]
-    run_dir = Path(s2["run_dir"]) / phase
+    s2, lcfg = cfg.stage2, cfg.loss
+    pcfg = s2.denoiser if phase == "denoiser" else s2.heads
+    device, dist_info = run.device, run.dist
+    run_dir = Path(s2.run_dir) / phase
     ckpt_path = run_dir / "checkpoint.pt"
-    iters, batch_size = int(pcfg["iters"]), int(pcfg["batch_size"])
-    use_amp = bool(cfg.get("amp", True)) and device.type == "cuda"
-    steps = [int(k) for k in s2["heads"]["steps"]]
-    finetune = bool(s2["heads"].get("finetune_unet", False))
+    steps = list(s2.heads.steps)
+    finetune = s2.heads.finetune_unet
 
     # ---- what is trained in this phase
     for p in model.parameters():
@@ -172,9 +163,7 @@ def run_phase(
             # The output conv only serves the noise prediction, which this loss never sees.
             unet_params = [p for n, p in model.unet.named_parameters() if not n.startswith("out.")]
             trained_modules.append(model.unet)
-            groups.append(
-                {"params": unet_params, "lr_scale": float(s2["heads"].get("unet_lr_scale", 0.1))}
-            )
+            groups.append({"params": unet_params, "lr_scale": s2.heads.unet_lr_scale})
     for group in groups:
         for p in group["params"]:
             p.requires_grad_(True)
@@ -182,60 +171,37 @@ def run_phase(
     for m in trained_modules:
         m.train()
     trained = DistributedDataParallel(forward) if dist_info.world_size > 1 else forward
-    optimizer = torch.optim.Adam(groups, lr=float(pcfg["lr"]))
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    optimizer = torch.optim.Adam(groups, lr=pcfg.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=run.use_amp)
 
     step, elapsed = 0, 0.0
     if resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
+        ckpt = restore_training_state(ckpt_path, model, optimizer, scaler)
         step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
         LOG.info("%s: resumed from %s at step %d", phase, ckpt_path, step)
 
-    def save_checkpoint() -> None:
-        if dist_info.is_main:
-            save_checkpoint_atomic(
-                ckpt_path,
-                {
-                    "phase": phase,
-                    "step": step,
-                    "elapsed_s": elapsed,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "config": cfg,
-                },
-            )
-
-    seed = int(cfg["seed"]) + (0 if phase == "denoiser" else 1)
+    seed = cfg.seed + (0 if phase == "denoiser" else 1)
     batches = infinite_loader(
-        train_set, batch_size, seed, dist_info, step, int(cfg["data"].get("num_workers", 0))
+        train_set, pcfg.batch_size, seed, dist_info, step, cfg.data.num_workers
     )
     noise_gen = torch.Generator().manual_seed(seed * 7919 + dist_info.rank * 104729 + step)
-    max_t = int(s2["denoiser"].get("max_train_timestep", model.config.num_timesteps))
+    max_t = s2.denoiser.max_train_timestep
+    if max_t is None:
+        max_t = model.config.num_timesteps
     stop = StopSignal()
     logger = RunLogger(run_dir, dist_info.is_main)
-    progress = tqdm(
-        total=iters,
-        initial=step,
-        desc=f"stage 2 {phase}",
-        disable=not dist_info.is_main,
-        dynamic_ncols=True,
-    )
-    window_start, window_steps = time.time(), 0
+    progress = progress_bar(pcfg.iters, step, f"stage 2 {phase}", dist_info)
+    clock = LoopClock(elapsed)
 
     # ---- the training loop
-    while step < iters:
-        lr = cosine_lr(step, iters, float(pcfg["lr"]), float(pcfg.get("lr_min_ratio", 1.0)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
+    while step < pcfg.iters:
+        lr = cosine_lr(step, pcfg.iters, pcfg.lr, pcfg.lr_min_ratio)
+        set_learning_rate(optimizer, lr)
         b = to_device(next(batches), device)
         with torch.no_grad():
             f1 = model.stage1(b["ir"], b["vis"])  # frozen Stage I
         parts: dict[str, float] = {}
-        with autocast(device, use_amp):
+        with autocast(device, run.use_amp):
             if phase == "denoiser":
                 i0 = model.make_i0(f1, b["m_ir"], b["m_vis"])
                 t = torch.randint(0, max_t, (i0.shape[0],), generator=noise_gen).to(device)
@@ -255,45 +221,33 @@ def run_phase(
                         vis_y,
                         b["m_ir"],
                         b["m_vis"],
-                        float(lcfg["lambda_intensity"]),
-                        float(lcfg["lambda_gradient"]),
-                        float(lcfg["background_weight"]),
+                        lcfg.lambda_intensity,
+                        lcfg.lambda_gradient,
+                        lcfg.background_weight,
                     )
                     losses.append(loss_k)
                     parts[f"loss_K{k}"] = float(loss_k.detach())
                 loss = torch.stack(losses).mean()
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(loss, optimizer, scaler)
         step += 1
-        window_steps += 1
+        clock.step()
         progress.update(1)
 
-        if step % int(s2["log_every"]) == 0 or step == iters:
-            now = time.time()
-            elapsed += now - window_start
-            rate = window_steps / max(now - window_start, 1e-9)
-            window_start, window_steps = now, 0
-            values = {
-                "loss": mean_across_ranks(float(loss.detach())),
-                "lr": lr,
-                "it_per_s": rate,
-                **{k: mean_across_ranks(v) for k, v in parts.items()},
-            }
-            logger.scalars(step, values)
-            progress.set_postfix(loss=f"{values['loss']:.4f}", it_s=f"{rate:.2f}")
-        if mosaic_frames is not None and (step % int(s2["val_every"]) == 0 or step == iters):
+        if is_due(step, s2.log_every, pcfg.iters):
+            log_step(logger, progress, step, loss, lr, clock.rate(), parts)
+        if mosaic_frames is not None and is_due(step, s2.val_every, pcfg.iters):
             logger.image(
                 step, f"stage2_{phase}_val", validation_mosaic(model, mosaic_frames, steps, device)
             )
             for m in trained_modules:
                 m.train()
         stopping = all_reduce_flag(stop.received is not None)
-        if step % int(s2["ckpt_every"]) == 0 or step == iters or stopping:
-            elapsed += time.time() - window_start
-            window_start = time.time()
-            save_checkpoint()
+        if is_due(step, s2.ckpt_every, pcfg.iters) or stopping:
+            elapsed = clock.sync()
+            if dist_info.is_main:
+                save_training_state(
+                    ckpt_path, step, elapsed, model, optimizer, scaler, cfg, phase=phase
+                )
         if stopping:
             progress.close()
             logger.close()
@@ -303,11 +257,11 @@ def run_phase(
     progress.close()
     logger.close()
     record = {
-        "iters": iters,
-        "batch_size": batch_size,
-        "lr": float(pcfg["lr"]),
-        "lr_min_ratio": pcfg.get("lr_min_ratio"),
-        "wall_time_s": round(elapsed, 1),
+        "iters": pcfg.iters,
+        "batch_size": pcfg.batch_size,
+        "lr": pcfg.lr,
+        "lr_min_ratio": pcfg.lr_min_ratio,
+        "wall_time_s": round(clock.sync(), 1),
     }
     if phase == "denoiser":
         record["max_train_timestep"] = max_t
@@ -316,9 +270,11 @@ def run_phase(
             {
                 "steps": steps,
                 "finetune_unet": finetune,
-                "unet_lr_scale": s2["heads"].get("unet_lr_scale") if finetune else None,
+                "unet_lr_scale": s2.heads.unet_lr_scale if finetune else None,
                 "loss": {
-                    k: lcfg[k] for k in ("lambda_intensity", "lambda_gradient", "background_weight")
+                    "lambda_intensity": lcfg.lambda_intensity,
+                    "lambda_gradient": lcfg.lambda_gradient,
+                    "background_weight": lcfg.background_weight,
                 },
             }
         )
@@ -329,47 +285,36 @@ def run_phase(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.set)
-    s2, dcfg = cfg["stage2"], cfg["data"]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg["threads"]))
-    device = pick_device(cfg.get("device", "auto"))
-    dist_info = setup_distributed(device)
-    device = local_device(device, dist_info)
-    seed_everything(int(cfg["seed"]) + dist_info.rank)
+    cfg = read_config(args.config, args.set)
+    s2, dcfg = cfg.stage2, cfg.data
+    run = setup_run(cfg)
+    device, dist_info = run.device, run.dist
 
     # ---- Stage I weights (frozen) and the rest of the model as the config builds it
-    model, stage1_meta = load_weights(s2["stage1_weights"])
-    if model.config.to_dict() != PRESETS[cfg["model"]]().to_dict():
+    try:
+        model, stage1_meta = load_weights(s2.stage1_weights)
+    except WeightsError as error:  # no Stage I yet, or an unreadable file: one line, exit 1
+        raise SystemExit(f"error: stage2.stage1_weights: {error}") from None
+    if model.config.to_dict() != PRESETS[cfg.model]().to_dict():
         LOG.warning(
-            "stage1 weights config differs from preset %r; using the weights' config", cfg["model"]
+            "stage1 weights config differs from preset %r; using the weights' config", cfg.model
         )
     model = model.to(device)
 
     # ---- data with cached priors (computed once, by rank 0 first so ranks do not race)
-    max_side = int(dcfg.get("max_side", 0))
-
-    def prior_source(progress: bool) -> tuple[Any, PairSource]:
-        cache = build_prior_cache(cfg["priors"], max_side, str(device), progress=progress)
-        source = PairSource(dcfg["train"], max_side, bool(dcfg.get("cache_in_memory", True)), cache)
-        return cache, source  # PairSource reads or computes every pair's priors
+    def prior_source(progress: bool) -> tuple[Any, PairSource, RandomCropPairs]:
+        cache = build_prior_cache(cfg.priors, dcfg.max_side, str(device), progress=progress)
+        return cache, *training_pairs(dcfg, cache)  # PairSource reads or computes the priors
 
     if dist_info.is_main:
-        priors, train_source = prior_source(progress=True)
+        priors, train_source, train_set = prior_source(progress=True)
     if dist_info.world_size > 1:
         torch.distributed.barrier()
     if not dist_info.is_main:
-        priors, train_source = prior_source(progress=False)
-    train_set = RandomCropPairs(
-        train_source, int(dcfg["crop"]), bool(dcfg.get("vertical_flip", False))
-    )
+        priors, train_source, train_set = prior_source(progress=False)
     mosaic_frames = None
-    if dist_info.is_main and dcfg.get("val") and int(dcfg.get("val_mosaic_pairs", 0)) > 0:
-        vpriors = evaluation.val_priors(cfg["priors"], str(device))
-        mosaic_frames = FullFramePairs(
-            PairSource([dcfg["val"]], 0, False, vpriors, max_pairs=int(dcfg["val_mosaic_pairs"]))
-        )
+    if wants_mosaics(dcfg, dist_info):
+        mosaic_frames = mosaic_pairs(dcfg, evaluation.val_priors(cfg.priors, str(device)))
     LOG.info(
         "stage 2: %d training pairs (%d problems skipped), priors %s, device %s, world size %d",
         len(train_source),
@@ -380,12 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     records: dict[str, Any] = {}
-    run_dir = Path(s2["run_dir"])
-    denoiser_ckpt = Path(s2.get("denoiser_checkpoint") or run_dir / "denoiser" / "checkpoint.pt")
+    run_dir = Path(s2.run_dir)
+    denoiser_ckpt = Path(s2.denoiser_checkpoint or run_dir / "denoiser" / "checkpoint.pt")
     denoiser_done = denoiser_ckpt.parent / "done.json"
     if args.phase in ("all", "denoiser") and not (args.resume and denoiser_done.is_file()):
         records["denoiser"] = run_phase(
-            "denoiser", model, cfg, train_set, mosaic_frames, dist_info, device, args.resume
+            "denoiser", model, cfg, train_set, mosaic_frames, run, args.resume
         )
     else:  # heads only, or a resume after the denoiser finished: start from the trained U-Net
         if not denoiser_done.is_file():
@@ -395,54 +340,50 @@ def main(argv: list[str] | None = None) -> int:
         LOG.info("U-Net from the finished denoiser phase %s", denoiser_ckpt)
     if args.phase in ("all", "heads"):
         records["heads"] = run_phase(
-            "heads", model, cfg, train_set, mosaic_frames, dist_info, device, args.resume
+            "heads", model, cfg, train_set, mosaic_frames, run, args.resume
         )
 
     if dist_info.is_main and "heads" in records:
         command = command_line("training.train_stage2", argv)
-        metadata = build_metadata(
-            cfg, stage1_meta, records, train_source, priors, device, dist_info, command
-        )
-        out = Path(s2["output"])
+        metadata = build_metadata(cfg, stage1_meta, records, train_source, priors, run, command)
+        out = Path(s2.output)
         save_weights(model.cpu(), out, metadata)
         model.to(device)
         LOG.info("wrote %s", out)
-        if not args.no_eval and dcfg.get("val"):
-            metadata["metrics"] = evaluate_stage2(model, cfg, Path(s2["run_dir"]) / "eval", device)
+        if not args.no_eval and dcfg.val:
+            metadata["metrics"] = evaluate_stage2(model, cfg, run_dir / "eval", device)
             save_weights(model.cpu(), out, metadata)
     cleanup_distributed()
     return 0
 
 
 def build_metadata(
-    cfg: dict[str, Any],
+    cfg: TrainingConfig,
     stage1_meta: dict[str, Any],
     records: dict[str, Any],
     source: PairSource,
     priors: Any,
-    device: torch.device,
-    dist_info: Dist,
+    run: Runtime,
     command: str,
 ) -> dict[str, Any]:
     """Everything needed to know what the weights are and to reproduce them."""
-    s2 = cfg["stage2"]
     stage2_record = {
         **records,
-        "world_size": dist_info.world_size,
-        "crop": int(cfg["data"]["crop"]),
+        "world_size": run.dist.world_size,
+        "crop": cfg.data.crop,
         "machine": machine_description(),
-        "device": str(device),
+        "device": str(run.device),
         "command": command,
         "git_commit": git_commit(),
     }
     prior_settings = priors.backend.settings() if hasattr(priors, "backend") else priors.settings()
     return {
         "trained": True,
-        "config_name": cfg["model"],
-        "training_config": cfg.get("config_file"),
+        "config_name": cfg.model,
+        "training_config": cfg.config_file,
         "stages_trained": ["stage1", "stage2"],
-        "default_steps": int(s2.get("default_steps", 1)),
-        "timesteps": {str(k): list(v) for k, v in PRESETS[cfg["model"]]().timesteps.items()},
+        "default_steps": cfg.stage2.default_steps,
+        "timesteps": {str(k): list(v) for k, v in PRESETS[cfg.model]().timesteps.items()},
         "prior_backend": priors.name,
         "prior_settings": prior_settings,
         "prior_note": (
@@ -452,42 +393,37 @@ def build_metadata(
             else f"trained with {priors.name} priors"
         ),
         "training_data": {
-            "folders": [str(f) for f in cfg["data"]["train"]],
+            "folders": [str(f) for f in cfg.data.train],
             "pairs": len(source),
             "skipped": len(source.report.problems),
-            "max_side": cfg["data"].get("max_side", 0),
-            "validation": cfg["data"].get("val"),
+            "max_side": cfg.data.max_side,
+            "validation": cfg.data.val,
         },
-        "seed": cfg["seed"],
+        "seed": cfg.seed,
         "stage1": stage1_meta.get("stage1", {}),
         "stage2": stage2_record,
     }
 
 
 def evaluate_stage2(
-    model: SGDFuse, cfg: dict[str, Any], out: Path, device: torch.device
+    model: SGDFuse, cfg: TrainingConfig, out: Path, device: torch.device
 ) -> dict[str, Any]:
     """Each K of ``eval_steps`` and F1 next to plain mean / max fusion and the peers."""
-    s2 = cfg["stage2"]
-    max_pairs = s2.get("eval_max_pairs")
-    val = cfg["data"]["val"]
-    priors = evaluation.val_priors(cfg["priors"], str(device))
+    max_pairs = cfg.stage2.eval_max_pairs
+    val = cfg.data.val
+    priors = evaluation.val_priors(cfg.priors, str(device))
     fused = [
         evaluation.fuse_folder(
-            model, val, out / "fused" / f"sgdfuse_K{k}", int(k), priors, device, max_pairs
+            model, val, out / "fused" / f"sgdfuse_K{k}", k, priors, device, max_pairs
         )
-        for k in s2.get("eval_steps", [1])
+        for k in cfg.stage2.eval_steps
     ]
     fused.append(
         evaluation.fuse_folder(
             model, val, out / "fused" / "stage1_F1", None, priors, device, max_pairs
         )
     )
-    fused += evaluation.write_baselines(val, out / "fused", max_pairs)
-    fused += [Path(p) for p in cfg.get("eval", {}).get("peers", []) if Path(p).is_dir()]
-    summary = evaluation.score(
-        val, fused, out, int(cfg.get("eval", {}).get("workers", 1)), max_pairs
-    )
+    summary = evaluation.score_with_baselines(val, fused, out, cfg.eval, max_pairs)
     LOG.info("stage 2 evaluation written to %s", out / "metrics.md")
     return {"validation": val, "pairs": max_pairs or "all", "means": summary}
 
