@@ -35,7 +35,7 @@ setup(
         "torch": ["torch", "torchvision", "segment-anything"],
         "onnx": ["onnx", "onnxruntime"],
         "train": ["tensorboard"],
-        "test": ["pytest", "colcon-common-extensions"],
+        "test": ["pytest", "colcon-common-extensions", "ruff"],
     },
     zip_safe=True,
     maintainer="sgdfuse_ros maintainers",
