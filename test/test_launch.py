@@ -10,9 +10,12 @@ namespace, log level).
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import os
 import random
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from launch_helpers import (
     LaunchedFusion,
     launch_system_missing,
     random_domain,
+    sourced_environment,
     stamped_pair,
     wait_for_subscribers,
 )
@@ -184,3 +188,41 @@ def test_ros2_launch_fuses_with_non_default_arguments_and_stops_on_ctrl_c(
     assert "process has died" not in output, output
     assert "Traceback" not in output, output
     assert len(SHUTDOWN_LINE.findall(output)) == 1, output
+
+
+def test_launch_testing_runs_the_installed_launch_file(launch_install: Path) -> None:
+    """The ROS way of testing a launch file: `launch_test` on launch_testing_fusion.py (pairs in,
+    fused out; after launch's own shutdown every process exited 0, one shutdown line)."""
+    env = sourced_environment(random_domain())
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "test"), env.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'set +u; . "{launch_install}/setup.bash"; set -u; '
+            f'exec launch_test "{ROOT / "test" / "launch_testing_fusion.py"}"',
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Ran 1 test" in output and "Ran 2 tests" in output, output  # active + post-shutdown
+
+
+def test_launch_testing_pytest_plugins_are_off_for_plain_runs(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A ROS installation registers launch_testing's pytest plugins; pytest 9 refuses them and
+    pytest 8 imports every test module through them. setup.cfg must block each one installed."""
+    plugins = [
+        entry_point.name
+        for entry_point in importlib.metadata.entry_points(group="pytest11")
+        if entry_point.dist is not None and entry_point.dist.name.startswith("launch_testing")
+    ]
+    if not plugins:
+        pytest.skip("no launch_testing pytest plugin installed here")
+    for name in plugins:
+        assert request.config.pluginmanager.is_blocked(name), f"add -p no:{name} to setup.cfg"
