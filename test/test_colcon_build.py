@@ -29,7 +29,8 @@ def test_installed_layout(install: Path) -> None:
     assert node.is_file() and os.access(node, os.X_OK)
     entry_points = next((install / "lib").glob("python3*/site-packages/sgdfuse_ros*-info"))
     assert (
-        "fusion_node = sgdfuse_ros.ros.node:main" in (entry_points / "entry_points.txt").read_text()
+        "fusion_node = sgdfuse_ros.ros.entry:fusion_node"
+        in (entry_points / "entry_points.txt").read_text()
     )
     assert (share / "launch" / "fusion.launch.py").read_text() == (
         ROOT / "launch" / "fusion.launch.py"
