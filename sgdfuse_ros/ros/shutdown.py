@@ -47,6 +47,13 @@ class ShutdownRequest:
             self.requested_at = time.monotonic()
             self.signal_name = signal.Signals(signum).name
 
+    def ignore_further_signals(self) -> None:
+        """For the interpreter's own teardown: Python resets handlers written in Python to the
+        default (terminate) while it finalizes, so a late Ctrl-C would kill the process after
+        a clean shutdown; an ignored signal stays ignored. SIGKILL still works."""
+        for signum in SHUTDOWN_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
     def request(self, reason: str) -> None:
         """Ask for shutdown from code (rclpy context shut down from outside, tests)."""
         if self.signal_name is None:
