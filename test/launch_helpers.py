@@ -174,7 +174,7 @@ def stamped_pair(stamp_ns: int, seed: int, height: int = 64, width: int = 80) ->
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import Image
 
-    from sgdfuse_ros.ros.image_codec import encode_array
+    from sgdfuse_ros.io.image_codec import encode_array
 
     rng = np.random.default_rng(seed)
     messages = []
