@@ -268,3 +268,20 @@ def test_fusion_node_stops_cleanly(case: Case, tmp_path: Path) -> None:
         if node.process.poll() is None:
             os.killpg(node.process.pid, signal.SIGKILL)
             node.process.wait(10.0)
+
+
+def test_a_parameter_of_the_wrong_type_ends_in_one_line_and_exit_1(tmp_path: Path) -> None:
+    """rclpy refuses it while the node is built: a traceback there used to be all the user saw."""
+    env = isolated_ros_environment(random_domain())
+    result = subprocess.run(
+        [sys.executable, "-m", "sgdfuse_ros.ros.entry", "--ros-args", "-p", "steps:=abc"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and "steps" in errors[0], output

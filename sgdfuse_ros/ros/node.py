@@ -641,6 +641,11 @@ def main(args: list[str] | None = None) -> int:
         pass
     except ExternalShutdownException:
         shutdown.request("rclpy shutdown")
+    except Exception as error:  # noqa: BLE001 - e.g. a parameter of the wrong type: one line, exit 1
+        rclpy.logging.get_logger(NODE_NAME).error(
+            f"fusion_node cannot run while {phase}: {type(error).__name__}: {error}"
+        )
+        exit_code = 1
     finally:
         outcome = "nothing loaded"
         if node is not None:
