@@ -35,7 +35,7 @@ setup(
         "torch": ["torch", "torchvision", "segment-anything"],
         "onnx": ["onnx", "onnxruntime"],
         "train": ["tensorboard"],
-        "test": ["pytest", "colcon-common-extensions"],
+        "test": ["pytest", "colcon-common-extensions", "ruff"],
     },
     zip_safe=True,
     maintainer="sgdfuse_ros maintainers",
@@ -45,7 +45,7 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
-            "fusion_node = sgdfuse_ros.ros.node:main",
+            "fusion_node = sgdfuse_ros.ros.entry:fusion_node",
             "sgdfuse = sgdfuse_ros.cli.main:main",
         ],
     },

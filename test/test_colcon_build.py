@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,33 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def install(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    colcon = shutil.which("colcon") or str(Path(sys.executable).parent / "colcon")
-    if not Path(colcon).is_file():
-        pytest.skip("colcon is not installed (pip install colcon-common-extensions)")
-    work = tmp_path_factory.mktemp("colcon")
-    result = subprocess.run(
-        [
-            colcon,
-            "--log-base",
-            str(work / "log"),
-            "build",
-            "--base-paths",
-            str(ROOT),
-            "--build-base",
-            str(work / "build"),
-            "--install-base",
-            str(work / "install"),
-            "--packages-select",
-            "sgdfuse_ros",
-        ],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return work / "install" / "sgdfuse_ros"
+def install(colcon_install: Path) -> Path:
+    return colcon_install / "sgdfuse_ros"
 
 
 def test_installed_layout(install: Path) -> None:
@@ -55,7 +29,8 @@ def test_installed_layout(install: Path) -> None:
     assert node.is_file() and os.access(node, os.X_OK)
     entry_points = next((install / "lib").glob("python3*/site-packages/sgdfuse_ros*-info"))
     assert (
-        "fusion_node = sgdfuse_ros.ros.node:main" in (entry_points / "entry_points.txt").read_text()
+        "fusion_node = sgdfuse_ros.ros.entry:fusion_node"
+        in (entry_points / "entry_points.txt").read_text()
     )
     assert (share / "launch" / "fusion.launch.py").read_text() == (
         ROOT / "launch" / "fusion.launch.py"

@@ -1,16 +1,36 @@
-"""The launch file: loaded where launch_ros imports; everywhere, fusion_node is run with exactly
-the command line the launch file produces (parameter files, remappings, namespace, log level)."""
+"""The launch file, the way users start the node.
+
+Where the ROS 2 launch system is installed (a ROS installation, or the upstream wheels in
+../shared/ros-wheels), the package is built with colcon into a temporary workspace and
+`ros2 launch sgdfuse_ros fusion.launch.py` runs for real with non-default arguments and is
+stopped with a terminal's Ctrl-C (SIGINT to its process group). Elsewhere fusion_node is run
+with exactly the command line the launch file produces (parameter files, remappings,
+namespace, log level).
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import os
 import random
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from launch_helpers import (
+    SHUTDOWN_LINE,
+    LaunchedFusion,
+    launch_system_missing,
+    random_domain,
+    sourced_environment,
+    stamped_pair,
+    wait_for_subscribers,
+)
 
 from sgdfuse_ros.ros import launch_args
 
@@ -46,6 +66,8 @@ def test_generate_launch_description_where_launch_ros_imports() -> None:
 
 def test_fusion_node_runs_with_the_launch_command_line(tmp_path: Path) -> None:
     pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+    if launch_system_missing() is None:
+        pytest.skip("the launch system is installed: test_ros2_launch_* runs the real thing")
     from sensor_msgs.msg import Image
 
     from sgdfuse_ros.io.image_codec import encode_array
@@ -107,3 +129,100 @@ def test_fusion_node_runs_with_the_launch_command_line(tmp_path: Path) -> None:
     finally:
         observer.close()
         assert stop_process(process) == 0, log.read_text()
+
+
+def test_ros2_launch_fuses_with_non_default_arguments_and_stops_on_ctrl_c(
+    launch_install: Path, tmp_path: Path
+) -> None:
+    """The operator's path end to end: built workspace, `ros2 launch` with a namespace, remapped
+    topics, steps and log level, camera pairs in, /fused/image out with the RGB stamps, then a
+    terminal Ctrl-C. launch must exit 0 without reporting the node as died."""
+    from sensor_msgs.msg import Image
+
+    from sgdfuse_ros.ros.client import FusionObserver
+    from sgdfuse_ros.ros.sync import message_filters_available
+
+    domain = random_domain()
+    launched = LaunchedFusion(
+        launch_install,
+        {
+            "namespace": "robot1",
+            "thermal_topic": "/cams/ir/image",
+            "rgb_topic": "/cams/rgb/image",
+            "steps": "1",
+            "log_level": "debug",
+        },
+        tmp_path / "launch.log",
+        domain,
+    )
+    observer = FusionObserver(domain_id=domain)
+    try:
+        thermal_pub = observer.node.create_publisher(Image, "/cams/ir/image", 10)
+        rgb_pub = observer.node.create_publisher(Image, "/cams/rgb/image", 10)
+        wait_for_subscribers((thermal_pub, rgb_pub), launched, 120.0)
+        assert ("sgdfuse_fusion", "/robot1") in observer.node.get_node_names_and_namespaces()
+        now_ns = observer.node.get_clock().now().nanoseconds
+        sent_rgb_stamps = []
+        for index in range(5):
+            stamp_ns = now_ns + index * 100_000_000
+            thermal, rgb = stamped_pair(stamp_ns, seed=index)
+            thermal_pub.publish(thermal)
+            rgb_pub.publish(rgb)
+            sent_rgb_stamps.append(stamp_ns)
+            time.sleep(0.3)
+        # output on /fused/image although the node lives in /robot1; headers are the RGB ones
+        assert observer.wait_for(lambda: observer.fused_count() >= 1, 60.0), launched.output()
+        assert {arrival.stamp for arrival in observer.fused} <= set(sent_rgb_stamps)
+        assert {arrival.frame_id for arrival in observer.fused} == {"rgb_optical"}
+        assert observer.wait_for(lambda: observer.diagnostic("steps") == "1", 30.0)
+        expected_sync = "message_filters" if message_filters_available() else "sgdfuse_ros"
+        assert observer.diagnostic("sync_backend") == expected_sync  # sync.backend: auto
+        assert "[DEBUG]" in launched.output()  # log_level reached the node
+    finally:
+        observer.close()
+        if launched.process.poll() is None:
+            launched.signal_group(signal.SIGINT)
+        exit_code = launched.wait()
+    output = launched.output()
+    assert exit_code == 0, output
+    assert "process has died" not in output, output
+    assert "Traceback" not in output, output
+    assert len(SHUTDOWN_LINE.findall(output)) == 1, output
+
+
+def test_launch_testing_runs_the_installed_launch_file(launch_install: Path) -> None:
+    """The ROS way of testing a launch file: `launch_test` on launch_testing_fusion.py (pairs in,
+    fused out; after launch's own shutdown every process exited 0, one shutdown line)."""
+    env = sourced_environment(random_domain())
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "test"), env.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'set +u; . "{launch_install}/setup.bash"; set -u; '
+            f'exec launch_test "{ROOT / "test" / "launch_testing_fusion.py"}"',
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Ran 1 test" in output and "Ran 2 tests" in output, output  # active + post-shutdown
+
+
+def test_launch_testing_pytest_plugins_are_off_for_plain_runs(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A ROS installation registers launch_testing's pytest plugins; pytest 9 refuses them and
+    pytest 8 imports every test module through them. setup.cfg must block each one installed."""
+    plugins = [
+        entry_point.name
+        for entry_point in importlib.metadata.entry_points(group="pytest11")
+        if entry_point.dist is not None and entry_point.dist.name.startswith("launch_testing")
+    ]
+    if not plugins:
+        pytest.skip("no launch_testing pytest plugin installed here")
+    for name in plugins:
+        assert request.config.pluginmanager.is_blocked(name), f"add -p no:{name} to setup.cfg"

@@ -141,7 +141,7 @@ def test_missing_weights_and_explicit_untrained(tmp_path, caplog, monkeypatch):
 
 
 def test_unknown_backend_and_missing_cuda(weights):
-    with pytest.raises(ValueError, match="unknown backend"):
+    with pytest.raises(ValueError, match="backend=.openvino. is not one of: torch"):
         FusionPipeline(weights=weights, backend="openvino")
     import torch
 

@@ -34,6 +34,18 @@ def test_run_node_demo_small(tmp_path: Path) -> None:
     assert int(results["node_diagnostics"]["fused"]) == 3
     assert any("latency" in line and "p95" in line for line in lines)
     assert "allow_untrained is true" in Path(results["node_log"]).read_text()
+    # the debug topics give the mosaic its M_ir, M_vis and F1 tiles, as README promises
+    for name in ("priors", "stage1"):
+        assert len(sorted((tmp_path / "node_fused").glob(f"{name}_*.png"))) == 3, name
+    from sgdfuse_ros.synthetic import render_sequence
+    from sgdfuse_ros.tools.demo import write_node_mosaic
+
+    frames = [(f"frame_{i}", ir, vis) for i, (ir, vis) in enumerate(render_sequence(3, 64, 80))]
+    write_node_mosaic(tmp_path, frames)
+    strip = cv2.imread(str(tmp_path / "mosaic.png"))
+    assert strip.shape == (64, 6 * 80, 3)  # IR | VIS | M_ir | M_vis | F1 | fused
+    priors = cv2.imread(str(tmp_path / "node_fused" / "priors_0001.png"))
+    assert priors[..., 2].any()  # red channel (BGR on disk) = M_ir, not left empty
 
 
 def test_run_node_demo_full_size_frames_arrive(tmp_path: Path) -> None:

@@ -226,6 +226,23 @@ def test_empty_device_and_steps_keep_the_parameter_file_values() -> None:
         launch_args.with_defaults({"camera": "x"})
 
 
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("steps", "abc"),
+        ("steps", "-1"),
+        ("use_sim_time", "maybe"),
+        ("params_file", "/nonexistent/robot.yaml"),
+        ("log_level", "loud"),
+    ],
+)
+def test_unusable_launch_arguments_are_refused_by_name(argument: str, value: str) -> None:
+    """launch_ros would skip a missing parameter file with a warning (the node then runs on
+    defaults), and the others end in an int() error or a traceback from the node."""
+    with pytest.raises(ValueError, match=f"^{argument}:="):
+        launch_args.with_defaults({argument: value})
+
+
 def test_worker_stop_is_prompt() -> None:
     worker = LatestOnlyWorker(lambda item: None)
     started = time.monotonic()

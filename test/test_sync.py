@@ -1,9 +1,14 @@
 """Approximate-time pairing: the same behaviour tests for the package's own synchronizer and
-message_filters (the latter where it imports)."""
+message_filters (the latter where it imports).
+
+Messages are real ``sensor_msgs/Image`` with ``builtin_interfaces/Time`` stamps where the ROS
+messages import: the real ``ApproximateTimeSynchronizer`` converts each stamp with
+``rclpy.time.Time.from_msg``, which refuses anything else."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -28,17 +33,31 @@ BACKENDS = [
 MS = 1_000_000
 
 
-def msg(stamp_ns: int, tag: str = "") -> SimpleNamespace:
-    stamp = SimpleNamespace(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
-    return SimpleNamespace(header=SimpleNamespace(stamp=stamp, frame_id=tag), tag=tag)
+try:
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import Image
+except ImportError:  # no ROS messages: only the package's own backend runs (it reads sec/nanosec)
+    Time = Image = None
+
+
+def msg(stamp_ns: int, tag: str = "") -> Any:
+    """An image message stamped ``stamp_ns``; ``tag`` travels as the header's frame_id."""
+    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+    if Image is None:
+        stamp = SimpleNamespace(sec=sec, nanosec=nanosec)
+        return SimpleNamespace(header=SimpleNamespace(stamp=stamp, frame_id=tag))
+    image = Image()
+    image.header.stamp = Time(sec=sec, nanosec=nanosec)
+    image.header.frame_id = tag
+    return image
 
 
 class Recorder:
     def __init__(self) -> None:
         self.pairs: list[tuple[str, str]] = []
 
-    def __call__(self, thermal: SimpleNamespace, rgb: SimpleNamespace) -> None:
-        self.pairs.append((thermal.tag, rgb.tag))
+    def __call__(self, thermal: Any, rgb: Any) -> None:
+        self.pairs.append((thermal.header.frame_id, rgb.header.frame_id))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -102,6 +102,9 @@ def run_node_demo(
             # every fragment of a frame larger than Fast DDS's shared-memory segment (~0.5 MB:
             # a 640×480 rgb8 image), so the demo subscribes reliably to get every frame.
             "input_qos": "reliable",
+            # the mosaic's M_ir, M_vis and F1 tiles come from the node's debug topics
+            "debug.publish_priors": True,
+            "debug.publish_stage1": True,
         }
     )
     overrides_file = launch_args.write_overrides_file(overrides, out_dir / "node_overrides.yaml")
@@ -112,6 +115,7 @@ def run_node_demo(
 
     observer = FusionObserver(domain_id=domain, name="sgdfuse_demo_observer", keep_images=True)
     replay_node = observer.node
+    debug_images = _DebugImages(replay_node)
     results: dict[str, Any] = {
         "bag": str(bag_path),
         "frames_dir": str(frames_dir),
@@ -148,12 +152,9 @@ def run_node_demo(
         observer.wait_for(
             lambda: observer.fused_count() >= published_rgb, frame_timeout if lockstep else 10.0
         )
+        # a /diagnostics message that already counts every fused frame (one per period)
+        observer.wait_for(lambda: observer.counter("fused") >= len(observer.fused), 5.0)
         fused = list(observer.fused)
-        # The node's counters arrive once per diagnostics period: wait for the report that
-        # includes the last frame rather than quoting one taken just before it.
-        observer.wait_for(
-            lambda: int(observer.diagnostics.get("fused", "0") or 0) >= len(fused), 5.0
-        )
         publish_times = dict(report.published.get(DEFAULT_RGB_TOPIC, []))
         latencies = [
             (item.received - publish_times[item.stamp]) * 1e3
@@ -165,6 +166,8 @@ def run_node_demo(
         for index, item in enumerate(fused):
             if item.image is not None:
                 write_rgb(frames_dir / f"fused_{index:04d}.png", item.image)
+            for name, image in debug_images.for_stamp(item.stamp).items():
+                write_rgb(frames_dir / f"{name}_{index:04d}.png", image)
         span = (fused[-1].received - replay_started) if fused else 0.0
         results.update(
             {
@@ -201,6 +204,38 @@ def run_node_demo(
         f"unmatched {diagnostics.get('unmatched', '0')}"
     )
     return results
+
+
+class _DebugImages:
+    """The node's fused/priors and fused/stage1 images by header stamp (the RGB frame's)."""
+
+    TOPICS = {"priors": "/fused/priors", "stage1": "/fused/stage1"}
+
+    def __init__(self, node: Any) -> None:
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        self._images: dict[str, dict[int, np.ndarray]] = {name: {} for name in self.TOPICS}
+        self._lock = threading.Lock()
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE
+        )
+        for name, topic in self.TOPICS.items():
+            node.create_subscription(
+                Image, topic, lambda msg, name=name: self._store(name, msg), qos
+            )
+
+    def _store(self, name: str, msg: Any) -> None:
+        from sgdfuse_ros.io.image_codec import image_to_array
+        from sgdfuse_ros.io.sync import stamp_ns
+
+        image = image_to_array(msg)
+        with self._lock:
+            self._images[name][stamp_ns(msg)] = image
+
+    def for_stamp(self, stamp: int) -> dict[str, np.ndarray]:
+        with self._lock:
+            return {name: images[stamp] for name, images in self._images.items() if stamp in images}
 
 
 def _fmt(value: float | None) -> str:

@@ -67,9 +67,32 @@ def with_defaults(values: dict[str, str] | None = None) -> dict[str, str]:
     unknown = set(values) - known
     if unknown:
         raise ValueError("unknown launch arguments: " + ", ".join(sorted(unknown)))
-    return {
+    filled = {
         argument.name: values.get(argument.name, argument.default) for argument in LAUNCH_ARGUMENTS
     }
+    problems = [problem for problem in map(_check, filled.items()) if problem]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return filled
+
+
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal")
+
+
+def _check(item: tuple[str, str]) -> str | None:
+    """Why a launch argument value is unusable, or None. Caught here, the mistake is one clear
+    line from `ros2 launch`; otherwise launch_ros silently skips a missing parameter file, and a
+    bad value ends in an int() error from launch or a traceback from the node."""
+    name, value = item
+    if name == "params_file" and value and not Path(value).is_file():
+        return f"params_file:={value}: no such file"
+    if name == "steps" and value and not (value.isdigit() and int(value) >= 0):
+        return f"steps:={value}: expected a whole number >= 0 (or empty for the file's value)"
+    if name == "use_sim_time" and yaml.safe_load(value or "null") not in (True, False):
+        return f"use_sim_time:={value}: expected true or false"
+    if name == "log_level" and value.lower() not in LOG_LEVELS:
+        return f"log_level:={value}: expected one of {', '.join(LOG_LEVELS)}"
+    return None
 
 
 def default_params_file() -> Path:

@@ -13,8 +13,9 @@ Every bad frame is logged (throttled), counted in /diagnostics and skipped.
 from __future__ import annotations
 
 import copy
-import signal
+import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from sgdfuse_ros.errors import InputError
@@ -45,6 +47,7 @@ from sgdfuse_ros.ros.diagnostics import (
 )
 from sgdfuse_ros.ros.parameters import PARAMETERS, NodeSettings
 from sgdfuse_ros.ros.qos import ResolvedQos, incompatible_qos_message, resolve_qos
+from sgdfuse_ros.ros.shutdown import SHUTDOWN, ShutdownRequest, ShutdownRequested
 from sgdfuse_ros.ros.sync import make_pair_sync
 from sgdfuse_ros.ros.worker import LatestOnlyWorker, run_on_fresh_thread
 
@@ -76,8 +79,20 @@ class PendingPair:
 class FusionNode(LifecycleNode):
     """Lifecycle node wrapping FusionPipeline with sync, codec, registration and diagnostics."""
 
-    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        node_name: str = NODE_NAME,
+        *,
+        shutdown_request: ShutdownRequest | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(node_name, **kwargs)
+        # a signal while the models load abandons the load (see shutdown.py)
+        self._shutdown_request = shutdown_request or ShutdownRequest()
+        # the inference thread publishes under this lock until close() sets _closing
+        self._publish_lock = threading.Lock()
+        self._closing = False
+        self._load_abandoned = False  # a load thread still runs torch, its result unwanted
         for spec in PARAMETERS:
             self.declare_parameter(
                 spec.name, spec.default, ParameterDescriptor(description=spec.description)
@@ -147,6 +162,9 @@ class FusionNode(LifecycleNode):
         assert settings is not None
         started = time.monotonic()
         options = settings.pipeline
+        self.get_logger().info(
+            f"loading the models: device={options.device} backend={options.backend}"
+        )
         if options.allow_untrained:
             self.get_logger().warning(
                 "allow_untrained is true: if no weights are found the networks run with random "
@@ -159,7 +177,13 @@ class FusionNode(LifecycleNode):
             return pipeline
 
         # Not on the executor thread: see run_on_fresh_thread.
-        self.pipeline = run_on_fresh_thread(load, name="sgdfuse-load")
+        try:
+            self.pipeline = run_on_fresh_thread(
+                load, name="sgdfuse-load", should_stop=lambda: self._shutdown_request.requested
+            )
+        except ShutdownRequested:
+            self._load_abandoned = True
+            raise
         self.get_logger().info(
             f"pipeline loaded and warmed up in {time.monotonic() - started:.1f} s: "
             f"device={options.device} "
@@ -242,8 +266,10 @@ class FusionNode(LifecycleNode):
         self.release_pipeline()
         return TransitionCallbackReturn.SUCCESS
 
-    def stop_processing(self) -> None:
-        """Stop subscriptions, timers and the inference thread (the frame in hand finishes)."""
+    def stop_processing(self, worker_timeout: float = 60.0) -> bool:
+        """Stop subscriptions, timers and the inference thread (the frame in hand finishes
+        within ``worker_timeout``); True when the inference thread has ended."""
+        worker_ended = True
         for subscription in self._inputs.values():
             self.destroy_subscription(subscription)
         self._inputs = {}
@@ -254,12 +280,38 @@ class FusionNode(LifecycleNode):
             self._jump_handle.unregister()
             self._jump_handle = None
         if self._worker is not None:
-            if not self._worker.stop(timeout=60.0):
-                self.get_logger().warning("inference thread still running after 60 s")
+            worker_ended = self._worker.stop(timeout=worker_timeout)
+            if not worker_ended and not self._closing:
+                self.get_logger().warning(
+                    f"inference thread still running after {worker_timeout:.0f} s"
+                )
             self._worker = None
         if self._sync is not None:
             self._unmatched_before += self._sync.unmatched()
             self._sync = None
+        return worker_ended
+
+    def close(self, grace: float = 3.0) -> tuple[str, bool]:
+        """Process shutdown: publish nothing more, stop taking frames, give the frame in flight
+        ``grace`` seconds, free the models. Returns what happened and whether every thread of
+        ours has ended (False: torch still runs on one; the caller must not finalize Python)."""
+        with self._publish_lock:
+            self._closing = True  # from here on the inference thread publishes nothing
+        in_flight = self._worker is not None and self._worker.busy
+        worker_ended = self.stop_processing(worker_timeout=grace)
+        if worker_ended:
+            self.release_pipeline()
+        self._destroy_publishers()
+        if self._load_abandoned:
+            return "model loading abandoned, nothing published", False
+        if not worker_ended:
+            frame = f"frame in flight abandoned after {grace:.0f} s"
+        elif in_flight:
+            frame = "frame in flight finished, not published"
+        else:
+            frame = "no frame in flight"
+        models = "models freed" if worker_ended else "models freed with the process"
+        return f"{frame}, {models}", worker_ended
 
     def release_pipeline(self) -> None:
         """Free the models and their (GPU) memory."""
@@ -428,6 +480,11 @@ class FusionNode(LifecycleNode):
         self._publish(pair, result)
 
     def _publish(self, pair: PendingPair, result: Any) -> None:
+        with self._publish_lock:
+            if not self._closing:
+                self._publish_locked(pair, result)
+
+    def _publish_locked(self, pair: PendingPair, result: Any) -> None:
         settings = self.settings
         assert settings is not None
         header = pair.rgb.header
@@ -525,10 +582,6 @@ class FusionNode(LifecycleNode):
         )
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def _warm_up(pipeline: Any) -> None:
     """Fuse one tiny frame so lazy initialisation does not land on the first real frame.
 
@@ -545,37 +598,72 @@ def _warm_up(pipeline: Any) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``fusion_node``: ``fusion_node --ros-args --params-file ... -r ...``."""
+    """Entry point of ``fusion_node``: ``fusion_node --ros-args --params-file ... -r ...``.
+
+    SIGINT and SIGTERM, once or repeatedly, at any point, end in one log line and exit code 0:
+    the handlers (shutdown.py) only record the request, the loop below notices it, and
+    close() tears down in order. rclpy's own handlers are off: they would invalidate the
+    context while the inference thread still publishes.
+    """
+    shutdown = SHUTDOWN.install()  # again, in case main() is called directly
     # Before rclpy starts the DDS threads: threads that exist by then keep arenas of their own.
     retain_freed_memory()
-    rclpy.init(args=args)
-    # launch and service managers stop nodes with SIGTERM: shut down as cleanly as on Ctrl-C
-    signal.signal(signal.SIGTERM, _interrupt)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node: FusionNode | None = None
+    phase = "starting"
     exit_code = 0  # 1: configure or activate failed (a supervisor sees the node did not start)
+    threads_ended = True
     try:
-        node = FusionNode()
+        shutdown.raise_if_requested()
+        node = FusionNode(shutdown_request=shutdown)
         if node.autostart:
+            phase = "configuring (loading the models)"
+            shutdown.raise_if_requested()
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                shutdown.raise_if_requested()
                 node.get_logger().error("configure failed (see above); exiting")
                 exit_code = 1
-            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().error("activate failed (see above); exiting")
-                exit_code = 1
+            else:
+                phase = "activating"
+                shutdown.raise_if_requested()
+                if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                    node.get_logger().error("activate failed (see above); exiting")
+                    exit_code = 1
         else:
             node.get_logger().info("autostart is false: waiting for lifecycle transitions")
         if exit_code == 0:
+            phase = "active" if node.autostart else "waiting for lifecycle transitions"
             executor = SingleThreadedExecutor()
             executor.add_node(node)
-            executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+            while not shutdown.requested:
+                executor.spin_once(timeout_sec=0.1)
+    except ShutdownRequested:
         pass
+    except ExternalShutdownException:
+        shutdown.request("rclpy shutdown")
+    except Exception as error:  # noqa: BLE001 - e.g. a parameter of the wrong type: one line, exit 1
+        rclpy.logging.get_logger(NODE_NAME).error(
+            f"fusion_node cannot run while {phase}: {type(error).__name__}: {error}"
+        )
+        exit_code = 1
     finally:
+        outcome = "nothing loaded"
         if node is not None:
-            node.stop_processing()
-            node.release_pipeline()
+            outcome, threads_ended = node.close()
+        if shutdown.requested:
+            repeated = f" ({shutdown.signal_count} signals)" if shutdown.signal_count > 1 else ""
+            logger = node.get_logger() if node is not None else rclpy.logging.get_logger(NODE_NAME)
+            logger.info(f"shut down on {shutdown.signal_name}{repeated} while {phase}: {outcome}")
+        if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        shutdown.ignore_further_signals()
+    if not threads_ended:
+        # torch still runs on a thread we abandoned: finalizing the interpreter under it can
+        # abort the process; everything worth keeping is already logged and released.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
     return exit_code
 
 

@@ -35,7 +35,7 @@ def fusion_node_command() -> list[str]:
     found = shutil.which("fusion_node")
     if found:
         return [found]
-    return [sys.executable, "-m", "sgdfuse_ros.ros.node"]
+    return [sys.executable, "-m", "sgdfuse_ros.ros.entry"]
 
 
 def start_fusion_node(

@@ -12,12 +12,20 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from sgdfuse_ros.ros.shutdown import join_unless_shutdown
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def run_on_fresh_thread(fn: Callable[[], Result], name: str) -> Result:
+def run_on_fresh_thread(
+    fn: Callable[[], Result], name: str, should_stop: Callable[[], bool] | None = None
+) -> Result:
     """Run ``fn`` on a thread that ends with it and return its result (or raise its error).
+
+    With ``should_stop``, the wait ends with ShutdownRequested as soon as it returns True (a
+    signal while the models load): torch cannot be interrupted, so the thread is left to
+    finish on its own and its result is dropped; the process exits without waiting for it.
 
     Torch's OpenMP pool belongs to the thread that first runs a parallel operation and lives as
     long as that thread. Loading and warming up the models on the executor thread left a second
@@ -35,7 +43,10 @@ def run_on_fresh_thread(fn: Callable[[], Result], name: str) -> Result:
 
     thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
-    thread.join()
+    if should_stop is None:
+        thread.join()
+    else:
+        join_unless_shutdown(thread, should_stop)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]

@@ -90,21 +90,30 @@ def run_library_demo(
 
 
 def write_node_mosaic(out: Path, frames: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
-    """IR | VIS | fused strip of the middle frame the node fused (the node demo's picture)."""
+    """IR | VIS | M_ir | M_vis | F1 | fused of the middle frame, all as the node published them
+    (fused/image, and the debug topics fused/priors: red = M_ir, green = M_vis; fused/stage1)."""
     import cv2
 
+    def read(name: str) -> np.ndarray | None:
+        image = cv2.imread(str(out / "node_fused" / f"{name}_{middle:04d}.png"), cv2.IMREAD_COLOR)
+        return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
     middle = len(frames) // 2
-    fused = cv2.imread(str(out / "node_fused" / f"fused_{middle:04d}.png"), cv2.IMREAD_COLOR)
+    fused, priors, stage1 = read("fused"), read("priors"), read("stage1")
     if fused is None:
+        print(f"no mosaic: the node's fused frame {middle} was not received")
         return
     _, ir, vis = frames[middle]
-    tiles = [
-        ("IR", ir_to_unit(ir)),
-        ("VIS", vis),
-        ("fused", cv2.cvtColor(fused, cv2.COLOR_BGR2RGB)),
-    ]
+    tiles = [("IR", ir_to_unit(ir)), ("VIS", vis)]
+    if priors is not None:
+        tiles += [("M_ir", priors[..., 0]), ("M_vis", priors[..., 1])]
+    if stage1 is not None:
+        tiles.append(("F1", stage1))
+    tiles.append(("fused", fused))
+    missing = [name for name, image in (("priors", priors), ("F1", stage1)) if image is None]
     write_rgb(out / "mosaic.png", mosaic(tiles))
-    print(f"mosaic: {out / 'mosaic.png'}")
+    note = f" (without {', '.join(missing)}: not received from the node)" if missing else ""
+    print(f"mosaic: {out / 'mosaic.png'}{note}")
 
 
 def run_demo(request: DemoRequest, options: PipelineOptions) -> int:
