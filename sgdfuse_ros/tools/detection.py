@@ -101,8 +101,9 @@ class TFLiteDetector:
     """A TFLite SSD whose graph ends in ``TFLite_Detection_PostProcess`` (boxes, classes, scores,
     count), run with ai-edge-litert on the CPU.
 
-    The image is resized (bilinear) to the model's input; COCO classes are renamed through
-    ``class_map`` and the rest dropped. ``labels`` defaults to ``coco_labels.txt`` beside the
+    The image is resized to the model's input with ``interpolation`` (default area averaging:
+    an anti-aliased downscale, 640×480 → 300×300; bilinear scores msrs100 about 0.005 mAP
+    higher); COCO classes are renamed through ``class_map`` and the rest dropped. ``labels`` defaults to ``coco_labels.txt`` beside the
     model. One thread by default: the evaluation runs beside other work on small machines.
     """
 
@@ -112,8 +113,10 @@ class TFLiteDetector:
         labels: str | Path | None = None,
         class_map: dict[str, str] | None = None,
         threads: int = 1,
+        interpolation: int = cv2.INTER_AREA,
     ) -> None:
         model_path = Path(model_path)
+        self.interpolation = interpolation
         if not model_path.is_file():
             raise FileNotFoundError(f"detector model not found: {model_path}")
         labels = Path(labels) if labels else model_path.with_name("coco_labels.txt")
@@ -149,7 +152,7 @@ class TFLiteDetector:
     def detect(self, rgb: np.ndarray) -> list[Box]:
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
             raise InputError(f"detector input must be H×W×3 uint8 RGB, got {rgb.dtype} {rgb.shape}")
-        resized = cv2.resize(rgb, (self._width, self._height), interpolation=cv2.INTER_LINEAR)
+        resized = cv2.resize(rgb, (self._width, self._height), interpolation=self.interpolation)
         if self._input["dtype"] == np.uint8:
             tensor = resized[None]
         else:  # float SSDs take [-1, 1]
