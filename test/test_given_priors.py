@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from sgdfuse_ros.errors import InputError
-from sgdfuse_ros.fuse_files import fuse_paths, priors_from_folder
 from sgdfuse_ros.model_io import save_weights
 from sgdfuse_ros.models.sgdfuse import SGDFuse, small_config
 from sgdfuse_ros.pipeline import FusionPipeline
 from sgdfuse_ros.synthetic import render_sequence
+from sgdfuse_ros.tools.fuse_files import fuse_paths, priors_from_folder
 
 H, W = 64, 96
 

@@ -30,8 +30,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sgdfuse_ros.evaluate import CSV_NAME, evaluate_dirs
-from sgdfuse_ros.fuse_files import fuse_paths, priors_from_folder
 from sgdfuse_ros.metrics import METRIC_NAMES
 from sgdfuse_ros.tools.detection import (
     DetectionInput,
@@ -40,6 +38,8 @@ from sgdfuse_ros.tools.detection import (
     evaluate_detection,
     percentile_interval,
 )
+from sgdfuse_ros.tools.evaluate import CSV_NAME, evaluate_dirs
+from sgdfuse_ros.tools.fuse_files import fuse_paths, priors_from_folder
 
 LOG = logging.getLogger("sgdfuse_ros.training")
 MSRS_OBJECT_CLASSES = (1, 2, 3)  # car, person, bike in the MSRS segmentation labels

@@ -391,7 +391,7 @@ class ImageSet:
 
 
 def _index_folder(folder: Path) -> dict[str, Path]:
-    from sgdfuse_ros.evaluate import IMAGE_SUFFIXES
+    from sgdfuse_ros.tools.evaluate import IMAGE_SUFFIXES
 
     if not folder.is_dir():
         raise NotADirectoryError(f"not a folder: {folder}")
