@@ -236,3 +236,60 @@ def test_tflite_detector_finds_the_labelled_objects_of_real_images(
     assert report.methods["VIS"]["images"] == len(stems)
     rows = (tmp_path / "out" / "detections.csv").read_text().splitlines()
     assert rows[0].startswith("method,image,class,score") and any(",VIS," in f",{r}" for r in rows)
+
+
+def test_sgdfuse_eval_adds_detection_columns(
+    tflite_detector: TFLiteDetector, data_dir: Path, tmp_path: Path
+) -> None:
+    """`sgdfuse eval --detector --det-labels`: AP columns for the fused folder, the sources in
+    the detection section and the full report in summary.json."""
+    import json
+
+    from sgdfuse_ros.cli.main import main
+    from sgdfuse_ros.imaging import read_pair, write_rgb
+    from sgdfuse_ros.tools.evaluate import baseline_fuse
+
+    msrs = data_dir / "val" / "msrs100"
+    stems = ["00055D", "00091D", "00012N"]
+    for sub in ("ir", "vi"):
+        (tmp_path / sub).mkdir()
+        for stem in stems:
+            (tmp_path / sub / f"{stem}.png").symlink_to(msrs / sub / f"{stem}.png")
+    for stem in stems:
+        write_rgb(
+            tmp_path / "mean" / f"{stem}.png",
+            baseline_fuse(*read_pair(msrs / "ir" / f"{stem}.png", msrs / "vi" / f"{stem}.png")),
+        )
+    model = data_dir.parent / "detection" / MODEL_NAME
+    labels = data_dir.parent / "detection" / "msrs100_labels"
+    common = ["eval", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
+    common += ["--fused", str(tmp_path / "mean"), "--out", str(tmp_path / "out")]
+    assert (
+        main(
+            [*common, "--detector", str(model), "--det-labels", str(labels), "--det-samples", "50"]
+        )
+        == 0
+    )
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert 0.0 <= summary["mean"]["mAP50"] <= 1.0 and "EN" in summary["mean"]
+    assert {"AP50_person", "AP50_car", "mAP50_day", "mAP50_night"} <= set(summary["mean"])
+    report = summary["detection"]
+    assert set(report["methods"]) == {"mean", "VIS", "IR"}
+    assert report["methods"]["VIS"]["images"] == 3  # only the evaluated pairs, not all labels
+    assert report["paired"]["reference"] == "mean"
+    text = (tmp_path / "out" / "metrics.md").read_text()
+    assert "## Detection" in text and "| IR (source) | grey | 3 |" in text
+
+
+def test_sgdfuse_eval_detection_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    from sgdfuse_ros.cli.main import main
+
+    for sub in ("ir", "vi", "fused"):
+        (tmp_path / sub).mkdir()
+    common = ["eval", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
+    common += ["--fused", str(tmp_path / "fused"), "--out", str(tmp_path / "out")]
+    assert main([*common, "--detector", str(tmp_path / "m.tflite")]) == 2
+    assert "--detector and --det-labels go together" in capsys.readouterr().err
+    missing = ["--detector", str(tmp_path / "m.tflite"), "--det-labels", str(tmp_path)]
+    assert main([*common, *missing]) == 2
+    assert "detector model not found" in capsys.readouterr().err

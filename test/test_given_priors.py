@@ -100,5 +100,5 @@ def test_fuse_paths_reads_masks_and_map_pairs_and_skips_pairs_without(
         direct = pipeline.fuse(ir, vis, priors=expected).fused
         written = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / f"{name}.png")), cv2.COLOR_BGR2RGB)
         np.testing.assert_array_equal(written, direct)
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(FileNotFoundError, match="priors folder not found"):
         priors_from_folder(tmp_path / "absent")

@@ -394,7 +394,7 @@ def _index_folder(folder: Path) -> dict[str, Path]:
     from sgdfuse_ros.tools.evaluate import IMAGE_SUFFIXES
 
     if not folder.is_dir():
-        raise NotADirectoryError(f"not a folder: {folder}")
+        raise FileNotFoundError(f"image folder not found: {folder}")
     rank = {suffix: i for i, suffix in enumerate(IMAGE_SUFFIXES)}
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
@@ -409,7 +409,7 @@ def load_labels(label_dir: Path, classes: Sequence[str] = MSRS_CLASSES) -> dict[
     """Every ``<stem>.txt`` of ``label_dir`` → its ground-truth boxes."""
     label_dir = Path(label_dir)
     if not label_dir.is_dir():
-        raise NotADirectoryError(f"detection label folder not found: {label_dir}")
+        raise FileNotFoundError(f"detection label folder not found: {label_dir}")
     labels = {
         path.stem: read_yolo_labels(path, classes) for path in sorted(label_dir.glob("*.txt"))
     }
@@ -724,6 +724,20 @@ def paired_difference(
     return result
 
 
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Detection in a folder evaluation (``sgdfuse eval --detector … --det-labels …``)."""
+
+    detector: Detector
+    labels: Path
+    samples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"bootstrap samples must be >= 1, got {self.samples}")
+
+
 def evaluate_detection(
     inputs: Sequence[DetectionInput],
     label_dir: Path,
@@ -733,15 +747,22 @@ def evaluate_detection(
     seed: int = 0,
     reference: str | None = None,
     progress: bool = True,
+    stems: Sequence[str] | None = None,
 ) -> DetectionReport:
     """Run ``detector`` over every folder's labelled images and score AP@0.5.
 
     ``reference`` (default: the first fused folder) is what the paired differences are taken
-    against. With ``out_dir``, every detection is written to ``detections.csv`` there.
+    against; ``stems`` limits the evaluation to those labelled images (e.g. the source pairs).
+    With ``out_dir``, every detection is written to ``detections.csv`` there.
     """
     from tqdm import tqdm
 
     labels = load_labels(Path(label_dir), detector.classes)
+    if stems is not None:
+        wanted = set(stems)
+        labels = {stem: boxes for stem, boxes in labels.items() if stem in wanted}
+        if not labels:
+            raise InputError(f"none of the {len(wanted)} images has a label in {label_dir}")
     stems = sorted(labels)
     bar = tqdm(total=len(stems) * len(inputs), desc="detection", unit="image", disable=not progress)
     try:

@@ -27,7 +27,7 @@ def priors_from_folder(folder: Path) -> GivenPriors:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise NotADirectoryError(f"priors folder not found: {folder}")
+        raise FileNotFoundError(f"priors folder not found: {folder}")
 
     def read(path: Path) -> np.ndarray:
         image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
