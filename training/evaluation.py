@@ -3,6 +3,18 @@
 Fused images go to ``<out>/<method>/<stem>.png`` and the metric tables are written by
 :func:`sgdfuse_ros.tools.evaluate.evaluate_dirs` — the code behind ``sgdfuse eval`` — so the tables
 of training runs and of the command line are the same computation.
+
+Detection is optional and off unless the config has an ``eval.detection`` section, e.g.::
+
+    eval:
+      detection:
+        model: ../shared/detection/mobilenet_ssd_v2_coco_quant_postprocess.tflite
+        labels: ../shared/detection/msrs100_labels   # YOLO <name>.txt per validation pair
+        samples: 1000                                # bootstrap resamples (optional)
+        seed: 0                                      # (optional)
+
+which adds the AP@0.5 columns of ``sgdfuse eval --detector … --det-labels …`` to the tables
+(needs ``pip install ai-edge-litert``).
 """
 
 from __future__ import annotations
@@ -75,17 +87,43 @@ def write_baselines(
     return folders
 
 
+DETECTION_KEYS = frozenset({"model", "labels", "classes", "samples", "seed"})
+
+
+def detection_settings(config: dict[str, Any] | None) -> Any:
+    """``eval.detection`` of a training config → DetectionSettings, or None (absent: off)."""
+    if not config:
+        return None
+    unknown = set(config) - DETECTION_KEYS
+    missing = {"model", "labels"} - set(config)
+    if unknown or missing:
+        raise ValueError(
+            f"eval.detection: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}; "
+            f"it takes {sorted(DETECTION_KEYS)}"
+        )
+    from sgdfuse_ros.tools.detection import DetectionSettings, TFLiteDetector
+
+    return DetectionSettings(
+        TFLiteDetector(config["model"], labels=config.get("classes")),
+        Path(config["labels"]),
+        samples=int(config.get("samples", 1000)),
+        seed=int(config.get("seed", 0)),
+    )
+
+
 def score(
     val_folder: str | Path,
     fused_dirs: list[Path],
     out_dir: Path,
     workers: int = 1,
     max_pairs: int | None = None,
+    detection: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metric tables (metrics.md / CSV / summary.json) for the given fused folders.
 
     ``max_pairs`` scores only the first pairs (quick checks while iterating): the sources are
     linked into ``<out_dir>/sources`` so every method is averaged over the same pairs.
+    ``detection`` is the config's ``eval.detection`` section (module docstring); None: off.
     """
     from sgdfuse_ros.tools.evaluate import evaluate_dirs
     from training.datasets import ProblemReport, find_pairs
@@ -102,7 +140,14 @@ def score(
         for pair in pairs:
             (ir_dir / pair.ir.name).symlink_to(pair.ir.resolve())
             (vi_dir / pair.vi.name).symlink_to(pair.vi.resolve())
-    return evaluate_dirs(ir_dir, vi_dir, fused_dirs, out_dir, progress=False, workers=workers)
+    settings = detection_settings(detection)
+    try:
+        return evaluate_dirs(
+            ir_dir, vi_dir, fused_dirs, out_dir, progress=False, workers=workers, detection=settings
+        )
+    finally:
+        if settings is not None:
+            settings.detector.close()
 
 
 def wins_against(summary: dict[str, dict[str, float]], ours: str, peer: str) -> list[str]:

@@ -486,7 +486,12 @@ def evaluate_stage2(
     fused += evaluation.write_baselines(val, out / "fused", max_pairs)
     fused += [Path(p) for p in cfg.get("eval", {}).get("peers", []) if Path(p).is_dir()]
     summary = evaluation.score(
-        val, fused, out, int(cfg.get("eval", {}).get("workers", 1)), max_pairs
+        val,
+        fused,
+        out,
+        int(cfg.get("eval", {}).get("workers", 1)),
+        max_pairs,
+        detection=cfg.get("eval", {}).get("detection"),
     )
     LOG.info("stage 2 evaluation written to %s", out / "metrics.md")
     return {"validation": val, "pairs": max_pairs or "all", "means": summary}
