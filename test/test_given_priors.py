@@ -19,7 +19,7 @@ H, W = 64, 96
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> FusionPipeline:
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     torch.manual_seed(0)
@@ -28,7 +28,12 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> FusionPipeline:
         torch.nn.init.normal_(head.out.weight, std=0.3)
     path = tmp_path_factory.mktemp("w") / "test.pt"
     save_weights(model, path, {"prior_backend": "classical", "trained": False, "default_steps": 1})
-    return FusionPipeline(weights=path, prior_backend="classical")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline(weights: Path) -> FusionPipeline:
+    return FusionPipeline(weights=weights, prior_backend="classical")
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +107,24 @@ def test_fuse_paths_reads_masks_and_map_pairs_and_skips_pairs_without(
         np.testing.assert_array_equal(written, direct)
     with pytest.raises(FileNotFoundError, match="priors folder not found"):
         priors_from_folder(tmp_path / "absent")
+
+
+def test_sgdfuse_fuse_priors_dir(
+    weights: Path, pipeline: FusionPipeline, pair, tmp_path: Path, capsys
+) -> None:
+    from sgdfuse_ros.cli.main import main
+
+    ir, vis = pair
+    cv2.imwrite(str(tmp_path / "a_ir.png"), ir)
+    cv2.imwrite(str(tmp_path / "a_vi.png"), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
+    priors = tmp_path / "priors"
+    priors.mkdir()
+    cv2.imwrite(str(priors / "a_ir.png"), np.full((H, W), 255, np.uint8))  # named after the IR file
+    command = ["fuse", "--ir", str(tmp_path / "a_ir.png"), "--vi", str(tmp_path / "a_vi.png")]
+    command += ["--weights", str(weights), "--prior", "classical", "--out", str(tmp_path / "out")]
+    assert main([*command, "--priors-dir", str(priors)]) == 0
+    written = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "a_ir.png")), cv2.COLOR_BGR2RGB)
+    ones = np.ones((H, W), np.float32)
+    np.testing.assert_array_equal(written, pipeline.fuse(ir, vis, priors=(ones, ones)).fused)
+    assert main([*command, "--priors-dir", str(tmp_path / "absent")]) == 2
+    assert "priors folder not found" in capsys.readouterr().err
