@@ -293,3 +293,12 @@ def test_sgdfuse_eval_detection_errors_are_one_line(tmp_path: Path, capsys) -> N
     missing = ["--detector", str(tmp_path / "m.tflite"), "--det-labels", str(tmp_path)]
     assert main([*common, *missing]) == 2
     assert "detector model not found" in capsys.readouterr().err
+
+
+def test_a_stem_stored_twice_is_read_from_its_lossless_file(tmp_path: Path) -> None:
+    from sgdfuse_ros.tools.detection import _index_folder
+
+    for name in ("a.jpg", "a.png", "b.jpeg", "c.bmp", "c.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    found = {stem: path.name for stem, path in _index_folder(tmp_path).items()}
+    assert found == {"a": "a.png", "b": "b.jpeg", "c": "c.bmp"}

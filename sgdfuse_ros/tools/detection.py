@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from sgdfuse_ros.errors import BackendUnavailableError, InputError, WeightsError
+from sgdfuse_ros.imaging import IMAGE_SUFFIXES
 
 MSRS_CLASSES: tuple[str, ...] = ("person", "bicycle", "car")
 """Class ids 0, 1, 2 of the MSRS detection labels (YOLO format)."""
@@ -51,6 +52,7 @@ COCO_TO_MSRS: dict[str, str] = {
 """COCO detector classes counted as MSRS classes; every other COCO class is dropped."""
 
 IOU_THRESHOLD = 0.5
+_LOSSY_SUFFIXES = (".jpg", ".jpeg")
 DETECTIONS_CSV = "detections.csv"
 _DAY_NIGHT = re.compile(r"(?:^|_)\d+([DN])$")
 _SUBSET_NAMES = {"D": "day", "N": "night"}
@@ -394,16 +396,14 @@ class ImageSet:
 
 
 def _index_folder(folder: Path) -> dict[str, Path]:
-    from sgdfuse_ros.tools.evaluate import IMAGE_SUFFIXES
-
+    """Stem → image file; a stem stored twice counts its lossless file (as the metrics do)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
-    rank = {suffix: i for i, suffix in enumerate(IMAGE_SUFFIXES)}
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         suffix = path.suffix.lower()
-        if suffix in rank and path.is_file():
-            if path.stem not in found or rank[suffix] < rank[found[path.stem].suffix.lower()]:
+        if suffix in IMAGE_SUFFIXES and path.is_file():
+            if path.stem not in found or found[path.stem].suffix.lower() in _LOSSY_SUFFIXES:
                 found[path.stem] = path
     return found
 
