@@ -35,6 +35,7 @@ setup(
         "torch": ["torch", "torchvision", "segment-anything"],
         "onnx": ["onnx", "onnxruntime"],
         "train": ["tensorboard"],
+        "detect": ["ai-edge-litert"],  # downstream detection in the evaluation (TFLite SSD)
         "test": ["pytest", "colcon-common-extensions", "ruff"],
     },
     zip_safe=True,

@@ -90,6 +90,37 @@ def validate_vis(vis: Any) -> np.ndarray:
     return vis
 
 
+def validate_priors(priors: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Given prior maps (m_ir, m_vis) as float32 H×W in [0, 1]: each H×W or H×W×1, uint8
+    (0–255) or float in [0, 1], of the frame's size (after any resize of the IR)."""
+    if not isinstance(priors, (tuple, list)) or len(priors) != 2:
+        raise InputError("given priors must be a pair (m_ir, m_vis) of H×W arrays")
+    maps = []
+    for name, prior in zip(("m_ir", "m_vis"), priors, strict=True):
+        if not isinstance(prior, np.ndarray):
+            raise InputError(
+                f"given prior {name} must be a numpy array, got {type(prior).__name__}"
+            )
+        if prior.ndim == 3 and prior.shape[2] == 1:
+            prior = prior[..., 0]
+        if prior.shape != tuple(shape):
+            raise InputError(
+                f"given prior {name} is {prior.shape} but the frame is {tuple(shape)} (H×W)"
+            )
+        if prior.dtype == np.uint8:
+            prior = prior.astype(np.float32) / 255.0
+        elif prior.dtype in (np.float32, np.float64):
+            _check_finite(f"given prior {name}", prior)
+            if prior.size and (prior.min() < 0.0 or prior.max() > 1.0):
+                raise InputError(f"given prior {name} has values outside [0, 1]")
+        else:
+            raise InputError(
+                f"given prior {name} dtype {prior.dtype}; use uint8 or float in [0, 1]"
+            )
+        maps.append(np.ascontiguousarray(prior, dtype=np.float32))
+    return maps[0], maps[1]
+
+
 class FusionPipeline:
     """Thermal + RGB frames → fused RGB frame (Stage I, semantic priors, Stage II).
 
@@ -234,13 +265,24 @@ class FusionPipeline:
         self._cached_priors = None
 
     def fuse(
-        self, ir: Any, vis: Any, steps: int | None = None, return_intermediate: bool = False
+        self,
+        ir: Any,
+        vis: Any,
+        steps: int | None = None,
+        return_intermediate: bool = False,
+        priors: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> FusionResult:
+        """Fuse one pair. ``priors`` = (m_ir, m_vis) replaces the prior backend for this frame
+        (ablations, an external segmentation): H×W uint8 or float in [0, 1] each; the cached
+        backend priors are left as they are."""
         start = time.perf_counter()
         k = self._check_steps(steps or self.default_steps)
         ir_unit, vis = self._prepare(ir, vis)
         t0 = time.perf_counter()
-        m_ir, m_vis = self._priors_for(ir_unit, vis)
+        if priors is None:
+            m_ir, m_vis = self._priors_for(ir_unit, vis)
+        else:
+            m_ir, m_vis = validate_priors(priors, ir_unit.shape)
         t1 = time.perf_counter()
         nchw: Callable[[np.ndarray], np.ndarray] = lambda a: np.ascontiguousarray(  # noqa: E731
             a.transpose(2, 0, 1)[None] if a.ndim == 3 else a[None, None], dtype=np.float32

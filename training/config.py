@@ -123,9 +123,21 @@ class Stage2Config:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DetectionConfig:
+    """Downstream detection in the end-of-stage evaluation; off while ``model`` is unset."""
+
+    model: str | None = None  # detector file (.tflite), e.g. ../shared/detection/*.tflite
+    labels: str | None = None  # folder of YOLO <name>.txt labels, one per validation pair
+    classes: str | None = None  # the detector's class names file (None: COCO)
+    samples: int = field(default=1000, metadata={"min": 1})  # bootstrap resamples
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     peers: tuple[str, ...] = ()  # folders of other methods' fused images, scored alongside
     workers: int = 1
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
 
 
 @dataclass(frozen=True, kw_only=True)

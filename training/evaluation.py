@@ -3,6 +3,18 @@
 Fused images go to ``<out>/<method>/<stem>.png`` and the metric tables are written by
 :func:`sgdfuse_ros.tools.evaluate.evaluate_dirs` — the code behind ``sgdfuse eval`` — so the tables
 of training runs and of the command line are the same computation.
+
+Detection is optional and off unless the config sets ``eval.detection.model``, e.g.::
+
+    eval:
+      detection:
+        model: ../shared/detection/mobilenet_ssd_v2_coco_quant_postprocess.tflite
+        labels: ../shared/detection/msrs100_labels   # YOLO <name>.txt per validation pair
+        samples: 1000                                # bootstrap resamples (optional)
+        seed: 0                                      # (optional)
+
+which adds the AP@0.5 columns of ``sgdfuse eval --detector … --det-labels …`` to the tables
+(needs ``pip install ai-edge-litert``).
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import torch
 from sgdfuse_ros.imaging import write_rgb
 from sgdfuse_ros.models.sgdfuse import pad_to_multiple
 from training.common import to_uint8_image
-from training.config import EvalConfig, PriorsConfig
+from training.config import DetectionConfig, EvalConfig, PriorsConfig
 from training.datasets import FullFramePairs, PairSource
 
 
@@ -76,17 +88,35 @@ def write_baselines(
     return folders
 
 
+def detection_settings(config: DetectionConfig) -> Any:
+    """``eval.detection`` of a training config → DetectionSettings, or None (no model: off)."""
+    if config.model is None:
+        return None
+    if config.labels is None:
+        raise ValueError("eval.detection.model is set but eval.detection.labels is not")
+    from sgdfuse_ros.tools.detection import DetectionSettings, TFLiteDetector
+
+    return DetectionSettings(
+        TFLiteDetector(config.model, labels=config.classes),
+        Path(config.labels),
+        samples=config.samples,
+        seed=config.seed,
+    )
+
+
 def score(
     val_folder: str | Path,
     fused_dirs: list[Path],
     out_dir: Path,
     workers: int = 1,
     max_pairs: int | None = None,
+    detection: DetectionConfig | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metric tables (metrics.md / CSV / summary.json) for the given fused folders.
 
     ``max_pairs`` scores only the first pairs (quick checks while iterating): the sources are
     linked into ``<out_dir>/sources`` so every method is averaged over the same pairs.
+    ``detection`` is the config's ``eval.detection`` section (module docstring); None: off.
     """
     from sgdfuse_ros.tools.evaluate import evaluate_dirs
     from training.datasets import ProblemReport, find_pairs
@@ -103,7 +133,14 @@ def score(
         for pair in pairs:
             (ir_dir / pair.ir.name).symlink_to(pair.ir.resolve())
             (vi_dir / pair.vi.name).symlink_to(pair.vi.resolve())
-    return evaluate_dirs(ir_dir, vi_dir, fused_dirs, out_dir, progress=False, workers=workers)
+    settings = detection_settings(detection) if detection is not None else None
+    try:
+        return evaluate_dirs(
+            ir_dir, vi_dir, fused_dirs, out_dir, progress=False, workers=workers, detection=settings
+        )
+    finally:
+        if settings is not None:
+            settings.detector.close()
 
 
 def score_with_baselines(
@@ -118,7 +155,12 @@ def score_with_baselines(
     baselines = write_baselines(val_folder, out_dir / "fused", max_pairs)
     peers = [Path(p) for p in eval_config.peers if Path(p).is_dir()]
     return score(
-        val_folder, [*fused_dirs, *baselines, *peers], out_dir, eval_config.workers, max_pairs
+        val_folder,
+        [*fused_dirs, *baselines, *peers],
+        out_dir,
+        eval_config.workers,
+        max_pairs,
+        detection=eval_config.detection,
     )
 
 

@@ -19,6 +19,14 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--save-intermediate", action="store_true", help="also write priors, F1, mosaic"
     )
+    parser.add_argument(
+        "--priors-dir",
+        type=Path,
+        default=None,
+        help="fuse with the prior maps in DIR instead of computing them: <name>_prior_ir.png + "
+        "<name>_prior_vis.png (as --save-intermediate writes) or one <name>.png for both "
+        "(8-bit, 255 = object)",
+    )
     # Batch runs build TensorRT plans before the first frame: every frame is fused by the
     # backend that was asked for.
     add_pipeline_arguments(parser, defaults={"engine_build": "blocking"})
@@ -26,12 +34,18 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sgdfuse_ros.tools.fuse_files import fuse_paths
+    from sgdfuse_ros.tools.fuse_files import fuse_paths, priors_from_folder
 
+    given = priors_from_folder(args.priors_dir) if args.priors_dir else None
     pipeline = batch_pipeline(args)
     try:
         report = fuse_paths(
-            pipeline, args.ir, args.vi, args.out, save_intermediate=args.save_intermediate
+            pipeline,
+            args.ir,
+            args.vi,
+            args.out,
+            save_intermediate=args.save_intermediate,
+            given_priors=given,
         )
     finally:
         pipeline.close()

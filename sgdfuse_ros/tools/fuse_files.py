@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,39 @@ from sgdfuse_ros.errors import InputError
 from sgdfuse_ros.imaging import ir_to_unit, mosaic, pair_files, read_pair, write_rgb
 
 LOG = logging.getLogger("sgdfuse_ros")
+
+GivenPriors = Callable[[str], tuple[np.ndarray, np.ndarray]]
+"""Pair name → (m_ir, m_vis) to fuse with instead of the pipeline's prior backend."""
+
+
+def priors_from_folder(folder: Path) -> GivenPriors:
+    """Prior maps stored as 8-bit images: ``<name>_prior_ir.png`` + ``<name>_prior_vis.png``
+    (what ``--save-intermediate`` writes under ``intermediate/``), or one ``<name>.png`` used
+    for both (a segmentation mask, 255 = object). A pair without maps raises
+    FileNotFoundError, which :func:`fuse_paths` reports and skips."""
+    import cv2
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"priors folder not found: {folder}")
+
+    def read(path: Path) -> np.ndarray:
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise InputError(f"cannot read prior map {path}")
+        return image
+
+    def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+        ir_map, vis_map = folder / f"{name}_prior_ir.png", folder / f"{name}_prior_vis.png"
+        if ir_map.is_file() and vis_map.is_file():
+            return read(ir_map), read(vis_map)
+        both = folder / f"{name}.png"
+        if both.is_file():
+            mask = read(both)
+            return mask, mask
+        raise FileNotFoundError(f"no prior maps for {name} in {folder}")
+
+    return load
 
 
 @dataclass
@@ -37,10 +71,17 @@ class FuseReport:
 
 
 def fuse_paths(
-    pipeline, ir: Path, vi: Path, out: Path, save_intermediate: bool = False, progress: bool = True
+    pipeline,
+    ir: Path,
+    vi: Path,
+    out: Path,
+    save_intermediate: bool = False,
+    progress: bool = True,
+    given_priors: GivenPriors | None = None,
 ) -> FuseReport:
     """Fuse one pair (two files) or every pair of two folders; unreadable or bad pairs are
-    reported and skipped so one broken file does not stop a long run."""
+    reported and skipped so one broken file does not stop a long run. ``given_priors``
+    replaces the pipeline's prior backend (see :func:`priors_from_folder`)."""
     from tqdm import tqdm
 
     report = FuseReport()
@@ -58,7 +99,10 @@ def fuse_paths(
     ):
         try:
             ir_img, vi_img = read_pair(ir_path, vi_path)
-            result = pipeline.fuse(ir_img, vi_img, return_intermediate=save_intermediate)
+            priors = given_priors(name) if given_priors else None
+            result = pipeline.fuse(
+                ir_img, vi_img, return_intermediate=save_intermediate, priors=priors
+            )
         except (InputError, FileNotFoundError) as exc:
             LOG.warning("skipping %s: %s", name, exc)
             report.failed[name] = str(exc)
