@@ -41,6 +41,7 @@ ROSDEP_KEYS = {
 }
 # rosdistro has no key for these: pip installs them (setup.py requirement, or NVIDIA's stack)
 PIP_ONLY = {
+    "ai_edge_litert": "ai-edge-litert",  # optional: detection in `sgdfuse eval` (extra 'detect')
     "onnx": "onnx",
     "onnxconverter_common": None,  # optional, fp16 engine export only; error says how to install
     "onnxruntime": "onnxruntime",
