@@ -171,6 +171,9 @@ class FusionStats:
             ("input_rate_rgb_hz", fmt(self.rgb_in.rate())),
             ("synced_pairs_rate_hz", fmt(self.pairs_in.rate())),
             ("output_fps", fmt(self.fused_out.rate())),
+            # arrivals, so received + lost adds up to what the cameras sent
+            ("received.thermal", str(self.thermal_in.total)),
+            ("received.rgb", str(self.rgb_in.total)),
         ]
         with self._lock:
             for key in STAGE_KEYS:
