@@ -142,7 +142,7 @@ def test_config_file_sets_exactly_the_declared_parameters_with_their_types() -> 
 
 def test_defaults_validate() -> None:
     settings = NodeSettings.from_values({})
-    assert settings.thermal_qos == "sensor_data" and settings.pipeline.steps is None
+    assert settings.thermal_qos == "auto" and settings.pipeline.steps is None
     assert settings.pipeline.weights is None and settings.registration.mode == "none"
     assert settings.pipeline == PipelineOptions()  # the node's defaults are the library's
 

@@ -130,6 +130,44 @@ def check_image_header(msg: Any) -> None:
         )
 
 
+def check_pixel_limit(width: int, height: int, limit: int, what: str) -> None:
+    """Refuse a frame above ``limit`` pixels (0: no limit) before anything is decoded.
+
+    The live node bounds its memory and per-frame time this way: fusion memory grows with the
+    pixel count, and one 12 MP frame held the node for ~100 s at 8 GB.
+    """
+    if limit and int(width) * int(height) > limit:
+        raise ImageDecodeError(
+            "too_large",
+            f"{what} {width}x{height} has {int(width) * int(height)} pixels, above "
+            f"max_input_pixels={limit}",
+        )
+
+
+def compressed_dimensions(data: Any) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding; None for other formats."""
+    raw = _as_byte_array(data).tobytes()  # compressed: small next to the decoded frame
+    if raw.startswith(b"\x89PNG\r\n\x1a\n") and raw[12:16] == b"IHDR" and len(raw) >= 24:
+        return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    if not raw.startswith(b"\xff\xd8"):
+        return None
+    position = 2
+    while position + 9 <= len(raw):  # walk the JPEG segments up to the frame header (SOFn)
+        if raw[position] != 0xFF:
+            return None
+        marker = raw[position + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            position += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(raw[position + 2 : position + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(raw[position + 5 : position + 7], "big")
+            width = int.from_bytes(raw[position + 7 : position + 9], "big")
+            return width, height
+        position += 2 + length
+    return None
+
+
 def image_to_array(msg: Any) -> np.ndarray:
     """Decode an Image message into H×W or H×W×C in its own dtype and channel order.
 

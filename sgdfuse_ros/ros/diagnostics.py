@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,11 @@ class FusionStats:
             self.counters[key] += amount
             self._problems_since_report[key] += amount
 
+    def value(self, key: str) -> int:
+        """The current value of one counter (0 when never counted)."""
+        with self._lock:
+            return self.counters[key]
+
     def count_bad_input(self, topic: str, reason: str) -> None:
         with self._lock:
             self.bad_input[f"{topic}:{reason}"] += 1
@@ -165,6 +171,9 @@ class FusionStats:
             ("input_rate_rgb_hz", fmt(self.rgb_in.rate())),
             ("synced_pairs_rate_hz", fmt(self.pairs_in.rate())),
             ("output_fps", fmt(self.fused_out.rate())),
+            # arrivals, so received + lost adds up to what the cameras sent
+            ("received.thermal", str(self.thermal_in.total)),
+            ("received.rgb", str(self.rgb_in.total)),
         ]
         with self._lock:
             for key in STAGE_KEYS:
@@ -227,11 +236,160 @@ def to_diagnostic_array(
     return array
 
 
-def fusion_status(stats: FusionStats) -> tuple[str, str]:
-    """Level and message of one diagnostics period: WARN naming each problem counted in it."""
+# Counters that are load shedding, not faults: the worker keeps only the newest pair, so at a
+# camera rate above the fusion rate they grow every period by design. Fusing is judged by the
+# fused rate instead (HealthMonitor), so a slow CPU at 30 Hz input does not read as a fault.
+LOAD_SHEDDING_COUNTERS = frozenset({"dropped_busy"})
+_LEVEL_ORDER = {"ok": 0, "warn": 1, "error": 2}
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """When the node's inputs and output count as unhealthy (see README, Diagnostics)."""
+
+    # An input, a pairing or the output gone for this long is a state, not a blip
+    # (the node's watchdog.timeout).
+    timeout_s: float = 5.0
+    # An input rate below this fraction of the topic's reference rate is a collapse.
+    collapse_ratio: float = 0.5
+    # Healthy per-period rates kept per topic; their median is the reference rate.
+    reference_samples: int = 60
+    # Periods of healthy rate needed before a collapse can be judged (warm-up).
+    min_reference_samples: int = 5
+    # Samples the middleware reported lost keep the status WARN for this long after the last.
+    loss_hold_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class HealthInputs:
+    """One diagnostics period's view of the node, sampled by the node (no rclpy here)."""
+
+    now: float  # monotonic seconds
+    active_since: float  # when the subscriptions started
+    input_rate_hz: dict[str, float]  # per image topic, over the rate meter's window
+    seconds_since_input: dict[str, float | None]  # None: nothing received since activation
+    seconds_since_fused: float | None  # None: nothing fused since activation
+    lost_total: dict[str, int]  # message-lost totals reported by the middleware
+    qos_incompatible: dict[str, str]  # topic -> why no publisher can deliver (empty: fine)
+
+
+@dataclass(frozen=True)
+class Health:
+    level: str  # ok | warn | error
+    findings: tuple[str, ...]  # one short clause per condition that holds now
+
+
+class HealthMonitor:
+    """Turns each period's HealthInputs into a level that stays WARN/ERROR while a fault lasts.
+
+    Rules (each holds only while its condition does, so the status clears when fixed):
+    * ERROR: both inputs arrive (a message within ``timeout_s``) but nothing was fused for
+      ``timeout_s`` (since activation, or since the last fused frame).
+    * WARN: an input topic got no message for ``timeout_s`` (both silent: "no input").
+    * WARN: a topic's rate fell below ``collapse_ratio`` × its reference rate, the median of
+      its recent healthy per-period rates (frozen while collapsed, so a collapse does not
+      become the new normal; deactivate/activate resets it after a deliberate rate change).
+    * WARN: the middleware reported lost samples on a topic within ``loss_hold_s``.
+    * WARN: a publisher on a topic has a QoS the subscription cannot receive from.
+    ``dropped_busy`` is never a finding: while frames are fused it is expected load shedding.
+    """
+
+    def __init__(self, topics: tuple[str, ...], thresholds: HealthThresholds) -> None:
+        self.topics = topics
+        self.thresholds = thresholds
+        self._reference: dict[str, deque[float]] = {
+            topic: deque(maxlen=thresholds.reference_samples) for topic in topics
+        }
+        self._lost_seen: dict[str, int] = dict.fromkeys(topics, 0)
+        self._losses: dict[str, deque[tuple[float, int]]] = {topic: deque() for topic in topics}
+
+    def reference_rate(self, topic: str) -> float | None:
+        samples = self._reference[topic]
+        if len(samples) < self.thresholds.min_reference_samples:
+            return None
+        return float(np.median(np.fromiter(samples, float)))
+
+    def assess(self, inputs: HealthInputs) -> Health:
+        limits = self.thresholds
+        findings: list[tuple[str, str]] = []
+        live = {}
+        for topic in self.topics:
+            since = inputs.seconds_since_input.get(topic)
+            silent_for = inputs.now - inputs.active_since if since is None else since
+            live[topic] = silent_for < limits.timeout_s
+            if not live[topic]:
+                findings.append(("warn", f"no {topic} input for {silent_for:.0f} s"))
+        if not any(live.values()) and len(self.topics) > 1:
+            quiet_for = min(self._silences(inputs))
+            findings = [("warn", f"no input on any image topic for {quiet_for:.0f} s")]
+        for topic in self.topics:
+            rate = float(inputs.input_rate_hz.get(topic, 0.0))
+            reference = self.reference_rate(topic)
+            collapsed = (
+                live[topic] and reference is not None and rate < limits.collapse_ratio * reference
+            )
+            if collapsed:
+                findings.append(
+                    ("warn", f"{topic} input rate collapsed to {rate:.1f} Hz from {reference:.1f}")
+                )
+            elif live[topic] and rate > 0:
+                self._reference[topic].append(rate)
+            lost = self._recent_losses(topic, inputs)
+            if lost:
+                findings.append(
+                    (
+                        "warn",
+                        f"{lost} {topic} samples lost before the node "
+                        f"(middleware) in the last {limits.loss_hold_s:.0f} s",
+                    )
+                )
+            reason = inputs.qos_incompatible.get(topic, "")
+            if reason:
+                findings.append(("warn", f"{topic} QoS incompatible: {reason}"))
+        if all(live.values()):
+            since_fused = inputs.seconds_since_fused
+            idle_for = inputs.now - inputs.active_since if since_fused is None else since_fused
+            if idle_for >= limits.timeout_s:
+                findings.insert(
+                    0, ("error", f"nothing fused for {idle_for:.0f} s while inputs arrive")
+                )
+        level = max((lvl for lvl, _ in findings), key=_LEVEL_ORDER.__getitem__, default="ok")
+        return Health(level, tuple(text for _, text in findings))
+
+    def _recent_losses(self, topic: str, inputs: HealthInputs) -> int:
+        """Samples reported lost on ``topic`` within the last ``loss_hold_s`` seconds."""
+        total = int(inputs.lost_total.get(topic, 0))
+        losses = self._losses[topic]
+        if total > self._lost_seen[topic]:
+            losses.append((inputs.now, total - self._lost_seen[topic]))
+            self._lost_seen[topic] = total
+        while losses and inputs.now - losses[0][0] >= self.thresholds.loss_hold_s:
+            losses.popleft()
+        return sum(count for _, count in losses)
+
+    def _silences(self, inputs: HealthInputs) -> list[float]:
+        return [
+            inputs.now - inputs.active_since if since is None else since
+            for since in (inputs.seconds_since_input.get(topic) for topic in self.topics)
+        ]
+
+
+def fusion_status(stats: FusionStats, health: Health | None = None) -> tuple[str, str]:
+    """Level and message of one diagnostics period.
+
+    The health findings (states that last) decide first; problems counted in this period
+    (bad input, pipeline errors, ...) add WARN for the period. Load shedding is not a problem.
+    """
     recent = stats.take_recent_problems()
-    problems = {key: count for key, count in recent.items() if count}
+    problems = {
+        key: count for key, count in recent.items() if count and key not in LOAD_SHEDDING_COUNTERS
+    }
+    level = health.level if health is not None else "ok"
+    parts = list(health.findings) if health is not None else []
     if problems:
+        level = max(level, "warn", key=_LEVEL_ORDER.__getitem__)
         listed = ", ".join(f"{key}={count}" for key, count in sorted(problems.items()))
-        return "warn", "problems: " + listed
-    return "ok", f"fusing at {stats.fused_out.rate():.1f} fps"
+        parts.append("problems: " + listed)
+    if level == "ok":
+        return "ok", f"fusing at {stats.fused_out.rate():.1f} fps"
+    return level, "; ".join(parts)

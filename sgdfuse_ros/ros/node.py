@@ -40,13 +40,24 @@ from sgdfuse_ros.memory import retain_freed_memory
 from sgdfuse_ros.ros import watchdog
 from sgdfuse_ros.ros.diagnostics import (
     FusionStats,
+    Health,
+    HealthInputs,
+    HealthMonitor,
+    HealthThresholds,
+    RateMeter,
     ThrottledLog,
     fusion_status,
     gpu_memory_values,
     to_diagnostic_array,
 )
 from sgdfuse_ros.ros.parameters import PARAMETERS, NodeSettings
-from sgdfuse_ros.ros.qos import ResolvedQos, incompatible_qos_message, resolve_qos
+from sgdfuse_ros.ros.qos import (
+    ResolvedQos,
+    incompatibility,
+    incompatible_qos_message,
+    publisher_profiles,
+    resolve_qos,
+)
 from sgdfuse_ros.ros.shutdown import SHUTDOWN, ShutdownRequest, ShutdownRequested
 from sgdfuse_ros.ros.sync import make_pair_sync
 from sgdfuse_ros.ros.worker import LatestOnlyWorker, run_on_fresh_thread
@@ -106,6 +117,8 @@ class FusionNode(LifecycleNode):
         self._diagnostics_pub = None
         self._inputs: dict[str, Any] = {}
         self._resolved_qos: dict[str, ResolvedQos] = {}
+        self._health: HealthMonitor | None = None
+        self._qos_event_at: dict[str, float] = {}  # monotonic time of the last incompatible event
         self._own_timers: list[Any] = []
         self._sync = None
         self._worker: LatestOnlyWorker[PendingPair] | None = None
@@ -231,6 +244,12 @@ class FusionNode(LifecycleNode):
         )
         self._activated_at = time.monotonic()
         self._last_pair_at = None
+        self._health = HealthMonitor(
+            ("thermal", "rgb"), HealthThresholds(timeout_s=settings.watchdog_timeout)
+        )
+        self._qos_event_at = {}
+        for which in ("thermal", "rgb"):
+            self.stats.count(f"lost.{which}", 0)  # listed from the start: loss is measured
         self.get_logger().info(
             f"active: {self.resolve_topic_name(self._image_topic('thermal'))} + "
             f"{self.resolve_topic_name(self._image_topic('rgb'))} -> "
@@ -350,7 +369,8 @@ class FusionNode(LifecycleNode):
         transport = settings.thermal_transport if which == "thermal" else settings.rgb_transport
         msg_type = CompressedImage if transport == "compressed" else Image
         events = SubscriptionEventCallbacks(
-            incompatible_qos=lambda event, which=which: self._on_incompatible_qos(which, event)
+            incompatible_qos=lambda event, which=which: self._on_incompatible_qos(which, event),
+            message_lost=lambda event, which=which: self._on_message_lost(which, event),
         )
         callback = self._on_thermal if which == "thermal" else self._on_rgb
         old = self._inputs.pop(which, None)
@@ -378,11 +398,39 @@ class FusionNode(LifecycleNode):
 
     def _on_incompatible_qos(self, which: str, event: Any) -> None:
         self.stats.count(f"incompatible_qos.{which}")
+        self._qos_event_at[which] = time.monotonic()
         resolved = self._resolved_qos.get(which)
         topic = self.resolve_topic_name(self._image_topic(which))
         self._warn(
             f"incompatible_qos.{which}", incompatible_qos_message(which, resolved, topic, event)
         )
+
+    def _on_message_lost(self, which: str, event: Any) -> None:
+        """Samples the middleware saw but dropped before delivery (e.g. best-effort fragments
+        of a large frame): invisible to every other counter, so counted here."""
+        lost = int(event.total_count_change)
+        if lost <= 0:
+            return
+        self.stats.count(f"lost.{which}", lost)
+        topic = self.resolve_topic_name(self._image_topic(which))
+        self._warn(
+            f"lost.{which}",
+            f"{lost} {which} sample(s) on {topic} lost before the node (total "
+            f"{event.total_count} on this subscription); on one host large frames need "
+            "reliable QoS (README: receiving large frames)",
+        )
+
+    def _qos_incompatibility(self, which: str) -> str:
+        """Why a publisher on ``which`` cannot deliver to us now (graph check), "" if none."""
+        resolved = self._resolved_qos.get(which)
+        if resolved is None:
+            return ""
+        offered = publisher_profiles(self, self._image_topic(which))
+        reason = incompatibility(resolved.profile, offered)
+        event_at = self._qos_event_at.get(which)
+        if not reason and event_at is not None and time.monotonic() - event_at < 2.0:
+            reason = "reported by the middleware"  # the graph may lag the event
+        return reason
 
     # --------------------------------------------------------------------- message callbacks
     def _on_thermal(self, msg: Any) -> None:
@@ -395,11 +443,19 @@ class FusionNode(LifecycleNode):
 
     def _accept(self, which: str, msg: Any) -> None:
         """Reject malformed frames on arrival so they never occupy a sync slot."""
+        settings = self.settings
+        if settings is None:
+            return
         try:
             if isinstance(msg, Image):
                 image_codec.check_image_header(msg)
+                size = (msg.width, msg.height)
             elif len(msg.data) == 0:
                 raise image_codec.ImageDecodeError("empty", "empty CompressedImage")
+            else:
+                size = image_codec.compressed_dimensions(msg.data)  # None: checked once decoded
+            if size is not None:
+                image_codec.check_pixel_limit(*size, settings.max_input_pixels, which)
         except image_codec.ImageDecodeError as error:
             self._bad_input(which, error.reason, str(error))
             return
@@ -453,8 +509,17 @@ class FusionNode(LifecycleNode):
             )
             for warning in decoded.warnings:
                 self._warn("thermal_palette", warning)
-            return decoded.unit
-        return image_codec.decode_rgb_compressed(msg) if compressed else image_codec.decode_rgb(msg)
+            image = decoded.unit
+        else:
+            image = (
+                image_codec.decode_rgb_compressed(msg)
+                if compressed
+                else image_codec.decode_rgb(msg)
+            )
+        if compressed:  # a format whose header _accept could not read: bound it before fusing
+            height, width = image.shape[:2]
+            image_codec.check_pixel_limit(width, height, settings.max_input_pixels, which)
+        return image
 
     def _process_pair(self, pair: PendingPair) -> None:
         settings, pipeline = self.settings, self.pipeline
@@ -566,10 +631,35 @@ class FusionNode(LifecycleNode):
         extra["thermal_camera_info"] = "received" if self._thermal_info is not None else "none"
         return self.stats.key_values(extra)
 
+    def _assess_health(self) -> Health | None:
+        """This period's health: input rates, silence, fused output, losses, QoS (see
+        HealthMonitor); None before activation."""
+        health, activated_at = self._health, self._activated_at
+        if health is None or activated_at is None:
+            return None
+        now = time.monotonic()
+
+        def since(meter: RateMeter) -> float | None:  # only what happened while active counts
+            last = meter.last_event
+            return None if last is None or last < activated_at else now - last
+
+        meters = {"thermal": self.stats.thermal_in, "rgb": self.stats.rgb_in}
+        return health.assess(
+            HealthInputs(
+                now=now,
+                active_since=activated_at,
+                input_rate_hz={which: meter.rate() for which, meter in meters.items()},
+                seconds_since_input={which: since(meter) for which, meter in meters.items()},
+                seconds_since_fused=since(self.stats.fused_out),
+                lost_total={which: self.stats.value(f"lost.{which}") for which in meters},
+                qos_incompatible={which: self._qos_incompatibility(which) for which in meters},
+            )
+        )
+
     def _publish_diagnostics(self) -> None:
         if self._diagnostics_pub is None:
             return
-        level, message = fusion_status(self.stats)
+        level, message = fusion_status(self.stats, self._assess_health())
         self._diagnostics_pub.publish(
             to_diagnostic_array(
                 self.get_clock().now().to_msg(),

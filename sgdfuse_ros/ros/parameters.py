@@ -16,6 +16,9 @@ from sgdfuse_ros.io.registration import REGISTRATION_MODES, Registration
 from sgdfuse_ros.options import PipelineOptions
 
 QOS_CHOICES = ("sensor_data", "reliable", "system_default", "auto")
+# 2048 × 2048 = 4 MiP: above every thermal camera and 1080p / 2048×1536 RGB, below the 12 MP
+# frame that took ~100 s and peaked at 8 GB on CPU (fusion memory grows with the pixel count).
+DEFAULT_MAX_INPUT_PIXELS = 2048 * 2048
 TRANSPORTS = ("raw", "compressed")
 SYNC_BACKENDS = ("auto", "message_filters", "sgdfuse_ros")
 
@@ -135,9 +138,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec(
         "input_qos",
-        "sensor_data",
-        "QoS of both image subscriptions: sensor_data (best effort), reliable, "
-        "system_default or auto (match the publishers).",
+        "auto",
+        "QoS of both image subscriptions: auto (reliable when every publisher offers it, else "
+        "best effort; rechecked every 2 s), sensor_data (best effort), reliable or "
+        "system_default.",
     ),
     ParameterSpec(
         "qos.thermal", "", "Override input_qos for the thermal topic; empty = input_qos."
@@ -151,6 +155,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "(sensor_msgs/CompressedImage on thermal/image_raw/compressed).",
     ),
     ParameterSpec("rgb.transport", "raw", "raw or compressed, as thermal.transport."),
+    ParameterSpec(
+        "max_input_pixels",
+        DEFAULT_MAX_INPUT_PIXELS,
+        "Largest input frame (width × height) the node decodes; larger frames are rejected "
+        "from their header, before any pixel is copied, and counted as "
+        "bad_input.<topic>:too_large. 0 = no limit.",
+    ),
     ParameterSpec(
         "thermal.agc.mode",
         "percentile",
@@ -236,6 +247,7 @@ class NodeSettings:
     qos_depth: int
     thermal_transport: str
     rgb_transport: str
+    max_input_pixels: int
     agc: AgcSettings
     registration: Registration
     output_encoding: str
@@ -268,6 +280,9 @@ class NodeSettings:
         depth = int(merged["qos.depth"])
         if depth < 1:
             raise ValueError(f"parameter qos.depth={depth} must be >= 1")
+        max_input_pixels = int(merged["max_input_pixels"])
+        if max_input_pixels < 0:
+            raise ValueError(f"parameter max_input_pixels={max_input_pixels} must be >= 0")
         agc_mode = _choice(merged, "thermal.agc.mode", ("percentile", "minmax", "fixed"))
         agc = AgcSettings(
             mode=agc_mode,  # type: ignore[arg-type]
@@ -288,6 +303,7 @@ class NodeSettings:
             qos_depth=depth,
             thermal_transport=_choice(merged, "thermal.transport", TRANSPORTS),
             rgb_transport=_choice(merged, "rgb.transport", TRANSPORTS),
+            max_input_pixels=max_input_pixels,
             agc=agc,
             registration=registration,
             output_encoding=_choice(merged, "output.encoding", SUPPORTED_OUTPUT_ENCODINGS),

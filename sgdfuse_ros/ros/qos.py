@@ -53,17 +53,37 @@ def fixed_profile(name: str, depth: int) -> QoSProfile:
     raise ValueError(f"unknown QoS {name!r}; use " + ", ".join(QOS_CHOICES))
 
 
-def publisher_reliabilities(node: Node, topic: str) -> list[ReliabilityPolicy]:
-    """Reliability offered by each publisher currently on ``topic`` (resolved with remaps)."""
+def incompatibility(requested: QoSProfile, offered: list[QoSProfile]) -> str:
+    """Why some of the ``offered`` publisher profiles cannot serve ``requested`` ("" if none).
+
+    Reliability and durability are the request-offered policies the image subscriptions set
+    (deadline, liveliness and lease stay at their defaults, which every publisher satisfies),
+    so this graph check is exact for them and clears as soon as the last offending publisher
+    is gone or fixed.
+    """
+    reasons = []
+    if requested.reliability == ReliabilityPolicy.RELIABLE:
+        best_effort = sum(p.reliability == ReliabilityPolicy.BEST_EFFORT for p in offered)
+        if best_effort:
+            reasons.append(f"{best_effort} best-effort publisher(s) for a reliable subscription")
+    if requested.durability == DurabilityPolicy.TRANSIENT_LOCAL:
+        volatile = sum(p.durability == DurabilityPolicy.VOLATILE for p in offered)
+        if volatile:
+            reasons.append(f"{volatile} volatile publisher(s) for a transient-local subscription")
+    return ", ".join(reasons)
+
+
+def publisher_profiles(node: Node, topic: str) -> list[QoSProfile]:
+    """QoS offered by each publisher currently on ``topic`` (resolved with remaps)."""
     resolved = node.resolve_topic_name(topic)
-    return [info.qos_profile.reliability for info in node.get_publishers_info_by_topic(resolved)]
+    return [info.qos_profile for info in node.get_publishers_info_by_topic(resolved)]
 
 
 def resolve_qos(node: Node, name: str, topic: str, depth: int) -> ResolvedQos:
     """Turn a QoS parameter value into a profile; ``auto`` matches the current publishers."""
     if name != "auto":
         return ResolvedQos(fixed_profile(name, depth), name)
-    offered = publisher_reliabilities(node, topic)
+    offered = [profile.reliability for profile in publisher_profiles(node, topic)]
     if offered and all(policy == ReliabilityPolicy.RELIABLE for policy in offered):
         return ResolvedQos(fixed_profile("reliable", depth), "auto->reliable")
     detail = "no publishers yet" if not offered else "a best-effort publisher"
