@@ -20,8 +20,9 @@ THERMAL, RGB = 0, 1
 TOPIC_NAMES = ("thermal", "rgb")
 
 # A topic's stamps stepping back by more than this (or the sync slop, if larger) start a new
-# time line; smaller steps are stamping jitter and pair as usual.
-STAMP_JUMP_TOLERANCE_S = 0.5
+# time line; smaller steps are stamping jitter and pair as usual. One camera's stamps only go
+# back on a restart or a clock step, and a looped bag of a fraction of a second must count.
+STAMP_JUMP_TOLERANCE_S = 0.1
 
 
 def stamp_ns(msg: Any) -> int:
