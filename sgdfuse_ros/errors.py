@@ -22,3 +22,10 @@ class WeightsError(RuntimeError):
 
 class BackendUnavailableError(RuntimeError):
     """A requested optional library (CUDA torch, onnxruntime, TensorRT, segment_anything) is absent."""
+
+
+class BagError(ValueError):
+    """A rosbag2 recording cannot be read (truncated, garbled, metadata.yaml broken, a storage
+    file missing, a topic absent) or written (the output exists already). The message is one
+    line naming the bag. A ValueError, as the missing-topic error always was.
+    """

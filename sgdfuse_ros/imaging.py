@@ -22,8 +22,12 @@ def thermal_gain(
     dtype range, so a plain division by 65535 gives a black image: this is the automatic gain
     control. ``percentile`` is robust to a few hot pixels, ``minmax`` keeps every value and
     ``fixed`` (a range in raw units) keeps brightness stable across frames.
+
+    Float images are ranged in float64 and through half values, so any finite float32 (even
+    ±3e38, whose difference overflows float32) maps into [0, 1] without overflow.
     """
-    img = raw.astype(np.float32, copy=False)
+    floating = np.issubdtype(raw.dtype, np.floating)
+    img = raw.astype(np.float64 if floating else np.float32, copy=False)
     if mode == "percentile":
         low, high = np.percentile(img, percentiles)
     elif mode == "minmax":
@@ -34,10 +38,11 @@ def thermal_gain(
         low, high = fixed_range
     else:
         raise ValueError(f"unknown AGC mode {mode!r}; use percentile, minmax or fixed")
-    span = float(high) - float(low)
-    if span <= 0:
+    half_low, half_high = 0.5 * float(low), 0.5 * float(high)
+    half_span = half_high - half_low
+    if not half_span > 0:
         return np.zeros(img.shape, np.float32)
-    return np.clip((img - float(low)) / span, 0.0, 1.0).astype(np.float32)
+    return np.clip((img * 0.5 - half_low) / half_span, 0.0, 1.0).astype(np.float32)
 
 
 def ir_to_unit(ir: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 
 import cv2
@@ -139,6 +140,33 @@ def test_nan_in_32fc1_is_rejected() -> None:
     msg = as_msg(codec.encode_array(image, "32FC1"))
     with pytest.raises(codec.ImageDecodeError) as raised:
         codec.decode_thermal(msg, codec.AgcSettings())
+    assert raised.value.reason == "non_finite"
+
+
+@pytest.mark.parametrize("mode", ["percentile", "minmax"])
+def test_extreme_finite_32fc1_is_accepted_without_overflow(mode: str) -> None:
+    """±3e38 is finite float32: no numpy overflow warning, no NaN out, no "NaN or inf" reason;
+    the ordinary values in between keep their order."""
+    image = np.full((8, 8), 25.0, np.float32)
+    image[:3] = 3e38
+    image[5:] = -3e38
+    image[3, :4] = 30.0
+    msg = as_msg(codec.encode_array(image, "32FC1"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        unit = codec.decode_thermal(msg, codec.AgcSettings(mode)).unit
+    assert unit.dtype == np.float32 and np.isfinite(unit).all()
+    assert unit.min() == 0.0 and unit.max() == 1.0
+    assert (unit[:3] == 1.0).all() and (unit[5:] == 0.0).all()
+    assert 0.0 < unit[4, 0] <= unit[3, 0] < 1.0  # 25 and 30 sit between the extremes
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_next_to_extreme_values_is_rejected_as_non_finite(bad: float) -> None:
+    image = np.full((4, 4), 3e38, np.float32)
+    image[0, 0] = bad
+    with pytest.raises(codec.ImageDecodeError, match="1 NaN/inf") as raised:
+        codec.decode_thermal(as_msg(codec.encode_array(image, "32FC1")), codec.AgcSettings())
     assert raised.value.reason == "non_finite"
 
 

@@ -53,7 +53,8 @@ PIP_ONLY = {
 }
 # what runs without being imported: README's `ros2 launch` command
 RUN_TIME_TOOLS = {"ros2launch"}
-LOCAL_MODULES = {"sgdfuse_ros", "training", "training_helpers", "launch_helpers"}
+# the package, the training scripts and this folder's modules (helpers, rigs shared by tests)
+LOCAL_MODULES = {"sgdfuse_ros", "training"} | {p.stem for p in Path(__file__).parent.glob("*.py")}
 # setup.py requirement name -> imported module
 REQUIREMENT_MODULES = {"opencv-python-headless": "cv2", "pyyaml": "yaml"}
 

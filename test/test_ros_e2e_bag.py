@@ -111,4 +111,10 @@ def test_looped_bag_keeps_fusing(node: NodeUnderTest) -> None:
     assert observer.wait_for(lambda: observer.counter("clock_jumps_back") >= 1, WAIT), (
         observer.diagnostics
     )
+    # the stamps themselves went back on both topics: counted, and no pair lost (above)
+    for topic in ("thermal", "rgb"):
+        assert observer.wait_for(
+            lambda topic=topic: observer.counter(f"stamp_jumps_back.{topic}") >= 1, WAIT
+        ), observer.diagnostics
+    assert observer.counter("no_sync") == 0, node.log.read_text()
     assert node.process.poll() is None

@@ -111,15 +111,68 @@ def test_queue_size_bounds_waiting_messages(make) -> None:
 
 
 def test_stamps_going_back_clear_the_queues(make) -> None:
-    """A looped bag: the old queue content must not pair with the new time line."""
+    """A looped bag: the old queue content must not pair with the new time line, while the
+    RGB frame already on the new line pairs with the first thermal frame after the jump."""
     sync, rec = make(slop=0.05)
     sync.add_thermal(msg(5000 * MS, "late-thermal"))
     sync.add_rgb(msg(1000 * MS, "r-first"))
     sync.add_thermal(msg(1010 * MS, "t-restart"))  # thermal stamps jumped back: reset
     assert sync.resets >= 1
-    sync.add_rgb(msg(1020 * MS, "r-second"))
+    sync.add_rgb(msg(5020 * MS, "r-second"))
     assert ("late-thermal", "r-second") not in rec.pairs
-    assert rec.pairs == [("t-restart", "r-second")]
+    assert rec.pairs == [("t-restart", "r-first")]
+
+
+def stream(sync, start_ms: int, frames: int, prefix: str, rgb_first: bool = False) -> None:
+    """``frames`` pairs 100 ms apart from ``start_ms``, tagged ``{prefix}t{i}`` / ``{prefix}r{i}``."""
+    for index in range(frames):
+        stamp = (start_ms + 100 * index) * MS
+        steps = [(sync.add_thermal, "t"), (sync.add_rgb, "r")]
+        for add, kind in reversed(steps) if rgb_first else steps:
+            add(msg(stamp, f"{prefix}{kind}{index}"))
+
+
+@pytest.mark.parametrize("rgb_first", [False, True], ids=["thermal-first", "rgb-first"])
+def test_first_pair_after_stamps_jump_back_is_matched(make, rgb_first: bool) -> None:
+    """A camera driver restart or a bag replayed without /clock: both topics' stamps restart.
+
+    Each topic's jump is detected and counted once, and the first pair on the new time line
+    is fused: no pair is lost to the reset."""
+    sync, rec = make(slop=0.05)
+    jumps: list[tuple[str, float]] = []
+    sync.on_stamp_jump = lambda topic, back_s: jumps.append((topic, round(back_s, 3)))
+    stream(sync, 100_000, 3, "old-")
+    stream(sync, 5_000, 3, "new-", rgb_first)
+    assert rec.pairs == [(f"old-t{i}", f"old-r{i}") for i in range(3)] + [
+        (f"new-t{i}", f"new-r{i}") for i in range(3)
+    ]
+    assert sync.stamp_jumps_back == {"thermal": 1, "rgb": 1}
+    order = ["rgb", "thermal"] if rgb_first else ["thermal", "rgb"]
+    assert jumps == [(topic, 95.2) for topic in order]
+    assert sync.unmatched() == 0 and sync.queued() == 0
+
+
+def test_old_time_line_never_pairs_with_the_new_one(make) -> None:
+    """Old-time-line messages still queued for the other topic are dropped at the jump."""
+    sync, rec = make(slop=0.05)
+    sync.add_thermal(msg(100_000 * MS, "old-t0"))
+    sync.add_rgb(msg(100_000 * MS, "old-r0"))
+    sync.add_rgb(msg(100_100 * MS, "old-r1"))  # waits for a thermal frame that never comes
+    sync.add_thermal(msg(5_000 * MS, "new-t0"))  # thermal restarts first
+    sync.add_thermal(msg(100_100 * MS, "late-old-t1"))  # out of place: a jump forward, no pair
+    sync.add_rgb(msg(5_000 * MS, "new-r0"))
+    assert ("late-old-t1", "old-r1") not in rec.pairs
+    assert sync.stamp_jumps_back["thermal"] >= 1
+
+
+def test_a_step_back_within_the_tolerance_is_not_a_jump(make) -> None:
+    """Jittery stamping (a late frame, an NTP slew) must not flush the queues."""
+    sync, rec = make(slop=0.05)
+    sync.add_thermal(msg(10_000 * MS, "t0"))
+    sync.add_thermal(msg(9_920 * MS, "t-late"))  # 80 ms back: below the 100 ms tolerance
+    sync.add_rgb(msg(10_000 * MS, "r0"))
+    assert rec.pairs == [("t0", "r0")]
+    assert sync.stamp_jumps_back == {"thermal": 0, "rgb": 0}
 
 
 def test_reset_forgets_queued_messages(make) -> None:

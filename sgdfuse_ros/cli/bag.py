@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sgdfuse_ros.cli.common import add_pipeline_arguments, batch_pipeline
+from sgdfuse_ros.cli.common import add_pipeline_arguments, batch_pipeline, positive_int
 from sgdfuse_ros.io import image_codec
 from sgdfuse_ros.io.bag import (
     DEFAULT_FUSED_TOPIC,
@@ -35,7 +35,7 @@ def add_parser(subparsers: Any) -> None:
     fuse.add_argument("--fused-topic", default=DEFAULT_FUSED_TOPIC)
     add_pipeline_arguments(fuse, defaults={"engine_build": "blocking"})
     fuse.add_argument("--slop", type=float, default=0.05, help="sync slop in seconds")
-    fuse.add_argument("--queue-size", type=int, default=10)
+    fuse.add_argument("--queue-size", type=positive_int, default=10)
     fuse.add_argument("--agc", default="percentile", choices=("percentile", "minmax", "fixed"))
     fuse.add_argument(
         "--agc-percentiles", type=float, nargs=2, default=(1.0, 99.0), metavar=("LOW", "HIGH")
@@ -83,9 +83,9 @@ def add_parser(subparsers: Any) -> None:
 
     synth = actions.add_parser("synth", help="write a bag from the synthetic thermal+RGB scene")
     synth.add_argument("output", type=Path)
-    synth.add_argument("--frames", type=int, default=30)
-    synth.add_argument("--height", type=int, default=480)
-    synth.add_argument("--width", type=int, default=640)
+    synth.add_argument("--frames", type=positive_int, default=30)
+    synth.add_argument("--height", type=positive_int, default=480)
+    synth.add_argument("--width", type=positive_int, default=640)
     synth.add_argument("--fps", type=float, default=10.0)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--thermal-encoding", default="mono8", choices=("mono8", "mono16"))
@@ -95,8 +95,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _run_fuse(args: argparse.Namespace) -> int:
-    from sgdfuse_ros.tools.bag_fuse import fuse_bag
+    from sgdfuse_ros.tools.bag_fuse import check_bag_fuse_paths, fuse_bag
 
+    check_bag_fuse_paths(args.input, args.output, (args.thermal_topic, args.rgb_topic))
     agc = image_codec.AgcSettings(
         args.agc, tuple(args.agc_percentiles), tuple(args.agc_range) if args.agc_range else None
     )
@@ -105,9 +106,9 @@ def _run_fuse(args: argparse.Namespace) -> int:
         if args.homography
         else Registration()
     )
+    mp4_fps = bag_frame_rate(args.input, args.rgb_topic) if args.mp4 else None
     pipeline = batch_pipeline(args)
     try:
-        mp4_fps = bag_frame_rate(args.input, args.rgb_topic) if args.mp4 else None
         report = fuse_bag(
             args.input,
             args.output,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sgdfuse_ros.cli.common import add_pipeline_arguments, options_from_args
+from sgdfuse_ros.cli.common import add_pipeline_arguments, options_from_args, positive_int
 from sgdfuse_ros.deploy import BACKENDS
 
 
@@ -19,9 +19,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="latency, throughput and memory per backend, K and prior interval",
         description=(bench.__doc__ or "").split("\n\n")[0],
     )
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--steps", type=int, nargs="+", default=[1], help="diffusion steps K")
+    parser.add_argument("--height", type=positive_int, default=480)
+    parser.add_argument("--width", type=positive_int, default=640)
+    parser.add_argument(
+        "--steps", type=positive_int, nargs="+", default=[1], help="diffusion steps K"
+    )
     parser.add_argument(
         "--backend",
         nargs="+",
@@ -29,13 +31,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=BACKENDS,
         help="backends to compare (default: torch onnxruntime, + tensorrt on CUDA)",
     )
-    parser.add_argument("--frames", type=int, default=10, help="timed frames per case and round")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds (median over all)"
+        "--frames", type=positive_int, default=10, help="timed frames per case and round"
+    )
+    parser.add_argument(
+        "--rounds", type=positive_int, default=3, help="interleaved rounds (median over all)"
     )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
-        "--prior-every", type=int, nargs="+", default=[1], help="recompute priors every N frames"
+        "--prior-every",
+        type=positive_int,
+        nargs="+",
+        default=[1],
+        help="recompute priors every N frames",
     )
     parser.add_argument("--rate", type=float, default=30.0, help="simulated input rate (Hz)")
     parser.add_argument("--stream-seconds", type=float, default=5.0)

@@ -13,6 +13,17 @@ from sgdfuse_ros.options import PipelineOptions
 ALIASES = {"prior_backend": ("--prior",), "resize_mismatched": ("--resize",)}
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes: refused by the parser when below 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_pipeline_arguments(
     parser: argparse.ArgumentParser,
     *,

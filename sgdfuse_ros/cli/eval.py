@@ -36,7 +36,9 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sgdfuse_ros.tools.evaluate import evaluate_dirs, format_markdown_table
+    from sgdfuse_ros.tools.fuse_files import check_output_folder
 
+    check_output_folder(args.out)  # before minutes of metrics
     detection = None
     if (args.detector is None) != (args.det_labels is None):
         raise ValueError("--detector and --det-labels go together")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sgdfuse_ros.cli.common import positive_int
 from sgdfuse_ros.deploy.export import (
     PRECISIONS,
     ensure_fusion_onnx,
@@ -36,7 +37,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--height", type=int, default=480, help="frame height the engines are for")
     parser.add_argument("--width", type=int, default=640, help="frame width the engines are for")
     parser.add_argument(
-        "--steps", type=int, nargs="*", help="K values to build engines for (default all)"
+        "--steps",
+        type=positive_int,
+        nargs="*",
+        help="K values to build engines for (default: every K the weights support)",
     )
     parser.add_argument(
         "--sam-model-type", default="vit_b", help="SAM variant (vit_b, vit_l, vit_h)"
@@ -67,6 +71,13 @@ def run(args: argparse.Namespace) -> int:
 
         require_tensorrt()  # fail before minutes of export on a machine that cannot build
     model = _load_for_export(args.weights, args.allow_untrained)
+    unsupported = sorted(set(args.steps or ()) - set(model.supported_steps))
+    if unsupported:
+        supported = ", ".join(str(k) for k in model.supported_steps)
+        raise ValueError(
+            f"--steps {' '.join(map(str, unsupported))}: these weights have no HFAH head for "
+            f"that K (supported: {supported})"
+        )
     if args.onnx:
         exported = export_fusion_onnx(model, args.onnx)
     else:

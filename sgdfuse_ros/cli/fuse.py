@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sgdfuse_ros.cli.common import add_pipeline_arguments, batch_pipeline
+from sgdfuse_ros.errors import InputError
 
 
 def add_parser(subparsers: Any) -> None:
@@ -34,8 +35,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sgdfuse_ros.tools.fuse_files import fuse_paths, priors_from_folder
+    from sgdfuse_ros.tools.fuse_files import check_fuse_paths, fuse_paths, priors_from_folder
 
+    check_fuse_paths(args.ir, args.vi, args.out)
     given = priors_from_folder(args.priors_dir) if args.priors_dir else None
     pipeline = batch_pipeline(args)
     try:
@@ -50,4 +52,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         pipeline.close()
     print(report.summary())
-    return 0 if report.fused else 1
+    if report.failed:
+        total = len(report.fused) + len(report.failed)
+        raise InputError(f"{len(report.failed)} of {total} pair(s) failed (see above)")
+    return 0

@@ -12,7 +12,7 @@ import sys
 
 from sgdfuse_ros.cli import bag, bench, demo, export, fuse
 from sgdfuse_ros.cli import eval as eval_command
-from sgdfuse_ros.errors import BackendUnavailableError, InputError, WeightsError
+from sgdfuse_ros.errors import BackendUnavailableError, BagError, InputError, WeightsError
 
 SUBCOMMANDS = (fuse, eval_command, demo, bag, export, bench)
 
@@ -38,12 +38,26 @@ def main(argv: list[str] | None = None) -> int:
     except (
         WeightsError,
         BackendUnavailableError,
+        BagError,
         InputError,
-        FileNotFoundError,
+        OSError,
         ValueError,
     ) as exc:
-        print(f"sgdfuse {args.command}: error: {exc}", file=sys.stderr)
+        print(f"sgdfuse {args.command}: error: {error_line(exc)}", file=sys.stderr)
         return 2
+
+
+def error_line(exc: BaseException) -> str:
+    """What an operator needs from a typed error, on one line.
+
+    Commands raise these for bad paths, files, bags and values; an OSError from the system
+    (permission denied, disk full, a path of the wrong kind) reads "<reason>: <path>".
+    """
+    if isinstance(exc, OSError) and exc.filename is not None:
+        message = f"{exc.strerror}: {exc.filename}"
+    else:
+        message = str(exc)
+    return " ".join(message.split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -8,13 +8,20 @@ bag is ``sgdfuse_ros.tools.bag_fuse``; replay over DDS needs rclpy and is
 
 from __future__ import annotations
 
+import os
+import shutil
+import sqlite3
+import struct
+import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sgdfuse_ros.errors import BagError, InputError
 from sgdfuse_ros.io import image_codec
 from sgdfuse_ros.io.sync import ApproximateTimePairSync, stamp_ns
 
@@ -40,6 +47,72 @@ def storage_plugin(storage: str) -> Any:
     if storage not in choices:
         raise ValueError(f"unknown bag storage {storage!r}; use sqlite3 or mcap")
     return choices[storage]
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of an error message (rosbags quotes multi-line YAML parser output)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+@contextmanager
+def open_bag_reader(path: str | Path) -> Iterator[Any]:
+    """A rosbags Reader whose failures, opening or reading, are one-line :class:`BagError`.
+
+    A truncated or garbled recording surfaces as rosbags' ReaderError, sqlite3's "database
+    disk image is malformed", or decoding errors from the mcap records and CDR payloads
+    (UnicodeDecodeError, struct.error, IndexError …) deep in rosbags: all mean the same to an
+    operator. Bad images inside a sound bag stay :class:`InputError` (skipped and counted).
+    """
+    from rosbags.rosbag2 import Reader
+    from rosbags.rosbag2.errors import ReaderError
+
+    try:
+        with Reader(Path(path)) as reader:
+            yield reader
+    except (InputError, BagError):
+        raise
+    except (
+        ReaderError,
+        sqlite3.Error,
+        struct.error,
+        EOFError,
+        IndexError,
+        KeyError,
+        ValueError,
+    ) as error:
+        raise BagError(f"cannot read bag {path}: {_one_line(error)}") from error
+
+
+def require_new_bag_path(path: str | Path) -> Path:
+    """``path`` for a bag about to be written; BagError if something is there already."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise BagError(f"output bag {path} exists already; remove it or choose another path")
+    return path
+
+
+@contextmanager
+def staged_bag_writer(
+    path: str | Path, *, version: int = 8, storage: str = "sqlite3"
+) -> Iterator[Any]:
+    """A rosbags Writer for ``path`` that writes into a temporary sibling folder and renames it
+    to ``path`` only when the block succeeds: a failure (or Ctrl-C) leaves nothing behind, so
+    a rerun to the same path works. The bag inside carries ``path``'s name, as rosbags names
+    its storage file after the folder."""
+    from rosbags.rosbag2 import Writer
+
+    path = require_new_bag_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        with Writer(
+            staging / path.name, version=version, storage_plugin=storage_plugin(storage)
+        ) as writer:
+            yield writer
+        os.rename(staging / path.name, require_new_bag_path(path))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def make_header(store: Any, stamp: int, frame_id: str) -> Any:
@@ -105,11 +178,9 @@ def write_image_bag(
 
     Messages are logged at their header stamps, as a recorder on the robot would roughly do.
     """
-    from rosbags.rosbag2 import Writer
-
     store = typestore()
     count = 0
-    with Writer(Path(path), version=version, storage_plugin=storage_plugin(storage)) as writer:
+    with staged_bag_writer(path, version=version, storage=storage) as writer:
         thermal_conn = writer.add_connection(thermal_topic, IMAGE_TYPE, typestore=store)
         rgb_conn = writer.add_connection(rgb_topic, IMAGE_TYPE, typestore=store)
         info_conns = {}
@@ -248,14 +319,15 @@ def _decode_bag_image(
     )
 
 
-def _find_connection(reader: Any, topic: str) -> Any:
+def find_image_connection(reader: Any, topic: str, bag: str | Path) -> Any:
+    """The connection of an image ``topic``; BagError naming the bag's topics if absent."""
     matches = [c for c in reader.connections if c.topic == topic]
     if not matches:
         available = ", ".join(sorted(f"{c.topic} ({c.msgtype})" for c in reader.connections))
-        raise ValueError(f"topic {topic} is not in the bag; it has: {available}")
+        raise BagError(f"topic {topic} is not in the bag {bag}; it has: {available}")
     connection = matches[0]
     if connection.msgtype not in (IMAGE_TYPE, COMPRESSED_TYPE):
-        raise ValueError(f"topic {topic} carries {connection.msgtype}, not an image type")
+        raise BagError(f"topic {topic} in {bag} carries {connection.msgtype}, not an image type")
     return connection
 
 
@@ -283,17 +355,15 @@ def iter_bag_pairs(
 
     Undecodable frames are skipped and counted in ``stats.bad_input`` (key ``topic:reason``).
     """
-    from rosbags.rosbag2 import Reader
-
     agc = agc or image_codec.AgcSettings()
     stats = stats if stats is not None else PairReadStats()
     store = typestore()
     ready: list[tuple[Any, Any]] = []
     sync = ApproximateTimePairSync(queue_size, slop, lambda t, r: ready.append((t, r)))
     index = 0
-    with Reader(Path(bag)) as reader:
-        thermal_conn = _find_connection(reader, thermal_topic)
-        rgb_conn = _find_connection(reader, rgb_topic)
+    with open_bag_reader(bag) as reader:
+        thermal_conn = find_image_connection(reader, thermal_topic, bag)
+        rgb_conn = find_image_connection(reader, rgb_topic, bag)
         for connection, log_time, raw in reader.messages(connections=[thermal_conn, rgb_conn]):
             if progress is not None:
                 progress.update(1)
@@ -344,9 +414,7 @@ class _Tagged:
 
 def bag_frame_rate(bag: str | Path, topic: str) -> float | None:
     """Median message rate of a topic in a bag (for MP4 frame rate), None if under 2 messages."""
-    from rosbags.rosbag2 import Reader
-
-    with Reader(Path(bag)) as reader:
+    with open_bag_reader(bag) as reader:
         connections = [c for c in reader.connections if c.topic == topic]
         times = [log_time for _, log_time, _ in reader.messages(connections=connections)]
     if len(times) < 2:
@@ -357,11 +425,9 @@ def bag_frame_rate(bag: str | Path, topic: str) -> float | None:
 
 def read_topic_images(bag: str | Path, topic: str) -> list[tuple[int, np.ndarray]]:
     """All images of one topic as (header stamp ns, RGB/grey uint8 array) — for checks and tests."""
-    from rosbags.rosbag2 import Reader
-
     store = typestore()
     images = []
-    with Reader(Path(bag)) as reader:
+    with open_bag_reader(bag) as reader:
         connections = [c for c in reader.connections if c.topic == topic]
         for connection, _, raw in reader.messages(connections=connections):
             msg = store.deserialize_cdr(raw, connection.msgtype)

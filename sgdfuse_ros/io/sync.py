@@ -14,8 +14,15 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 PairCallback = Callable[[Any, Any], None]
+StampJumpCallback = Callable[[str, float], None]  # (topic, seconds back)
 
 THERMAL, RGB = 0, 1
+TOPIC_NAMES = ("thermal", "rgb")
+
+# A topic's stamps stepping back by more than this (or the sync slop, if larger) start a new
+# time line; smaller steps are stamping jitter and pair as usual. One camera's stamps only go
+# back on a restart or a clock step, and a looped bag of a fraction of a second must count.
+STAMP_JUMP_TOLERANCE_S = 0.1
 
 
 def stamp_ns(msg: Any) -> int:
@@ -30,6 +37,8 @@ class PairSynchronizer(Protocol):
     backend: str
     received: list[int]
     pairs: int
+    stamp_jumps_back: dict[str, int]
+    on_stamp_jump: StampJumpCallback | None
 
     def add_thermal(self, msg: Any) -> None: ...
     def add_rgb(self, msg: Any) -> None: ...
@@ -39,23 +48,39 @@ class PairSynchronizer(Protocol):
 
 
 class SyncCounters:
-    """Counters shared by both backends; unmatched = received - 2·pairs - still queued."""
+    """Counters and stamp-jump detection shared by both backends.
 
-    def __init__(self) -> None:
+    unmatched = received - 2·pairs - still queued. A topic whose header stamps step back by
+    more than the tolerance (a camera driver restarting, a bag looped without /clock) starts a
+    new time line: the queued messages of the old one are dropped so they never pair with the
+    new ones, while the other topic's messages already on the new time line are kept, so the
+    first pair after the jump is not lost. Detection needs no clock, so it works on wall-clock
+    and sim time alike.
+    """
+
+    def __init__(self, slop: float) -> None:
         self.received = [0, 0]
         self.pairs = 0
         self.resets = 0
+        self.stamp_jumps_back = {name: 0 for name in TOPIC_NAMES}
+        self.on_stamp_jump: StampJumpCallback | None = None  # told once per detected jump
+        self.jump_tolerance_ns = int(round(max(STAMP_JUMP_TOLERANCE_S, slop) * 1e9))
         self._last_stamp: list[int | None] = [None, None]
 
-    def _stamp_went_back(self, index: int, stamp: int) -> bool:
-        """True when a topic's stamps go backwards (a looped bag or a restarted clock).
-
-        A camera's stamps on one topic are monotonic, so any step back means the queued
-        messages belong to another time line and could pair wrongly with the new ones.
-        """
+    def _jump_back_ns(self, index: int, stamp: int) -> int:
+        """How far this topic's stamps jumped back (0: no jump); counts a jump. Call locked."""
         last = self._last_stamp[index]
         self._last_stamp[index] = stamp
-        return last is not None and stamp < last
+        if last is None or last - stamp <= self.jump_tolerance_ns:
+            return 0
+        self.stamp_jumps_back[TOPIC_NAMES[index]] += 1
+        self.resets += 1
+        return last - stamp
+
+    def _report_jump(self, index: int, back_ns: int) -> None:
+        """Tell the owner (outside the lock: the callback may log or count)."""
+        if back_ns and self.on_stamp_jump is not None:
+            self.on_stamp_jump(TOPIC_NAMES[index], back_ns / 1e9)
 
     def queued(self) -> int:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -76,7 +101,7 @@ class ApproximateTimePairSync(SyncCounters):
     backend = "sgdfuse_ros"
 
     def __init__(self, queue_size: int, slop: float, callback: PairCallback) -> None:
-        super().__init__()
+        super().__init__(slop)
         if queue_size < 1:
             raise ValueError(f"sync queue_size must be >= 1, got {queue_size}")
         if slop < 0:
@@ -98,8 +123,9 @@ class ApproximateTimePairSync(SyncCounters):
         pair: tuple[Any, Any] | None = None
         with self._lock:
             self.received[index] += 1
-            if self._stamp_went_back(index, stamp):
-                self._clear_locked()
+            back_ns = self._jump_back_ns(index, stamp)
+            if back_ns:
+                self._drop_old_time_line(index, stamp)
             other = self._queues[1 - index]
             best: int | None = None
             for position, (other_stamp, _) in enumerate(other):
@@ -118,19 +144,24 @@ class ApproximateTimePairSync(SyncCounters):
                 self._queues[index] = [item for item in self._queues[index] if item[0] > stamp]
                 self.pairs += 1
                 pair = (msg, other_msg) if index == THERMAL else (other_msg, msg)
+        self._report_jump(index, back_ns)
         if pair is not None:
             self._callback(*pair)
 
-    def _clear_locked(self) -> None:
-        self.resets += 1
-        for queue in self._queues:
-            queue.clear()
-        # messages cleared here count as unmatched through received - 2·pairs - queued
+    def _drop_old_time_line(self, index: int, stamp: int) -> None:
+        """After topic ``index`` jumped back to ``stamp``: its queue is all old time line; the
+        other queue keeps what is not later than the new stamp (already on the new line).
+        Dropped messages count as unmatched through received - 2·pairs - queued."""
+        self._queues[index].clear()
+        limit = stamp + self.jump_tolerance_ns
+        self._queues[1 - index] = [item for item in self._queues[1 - index] if item[0] <= limit]
 
     def reset(self) -> None:
-        """Forget queued messages and the last stamps (clock jumped back, node reactivated)."""
+        """Forget queued messages and the last stamps (node reactivated)."""
         with self._lock:
-            self._clear_locked()
+            self.resets += 1
+            for queue in self._queues:
+                queue.clear()
             self._last_stamp = [None, None]
 
     def queued(self) -> int:

@@ -217,6 +217,7 @@ class FusionNode(LifecycleNode):
         self._sync = make_pair_sync(
             settings.sync_queue_size, settings.sync_slop, self._on_pair, settings.sync_backend
         )
+        self._sync.on_stamp_jump = self._on_stamp_jump
         self._worker = LatestOnlyWorker(self._process_pair, on_error=self._on_worker_error)
         self._create_image_subscription("thermal")
         self._create_image_subscription("rgb")
@@ -482,15 +483,28 @@ class FusionNode(LifecycleNode):
             self.stats.count("dropped_busy")
 
     def _on_time_jump(self, jump: TimeJump) -> None:
+        """The ROS (sim) clock went back. The synchronizer follows the stamps themselves
+        (``_on_stamp_jump``), so a reset here would only drop the new time line's first frames."""
         if jump.delta.nanoseconds < 0 and self._sync is not None:
-            self._sync.reset()
             if self.pipeline is not None:
                 self.pipeline.reset_priors()  # cached priors belong to the other time line
+            self._last_pair_at = time.monotonic()  # the no-sync watchdog restarts with the line
             self.stats.count("clock_jumps_back")
             self.get_logger().info(
-                f"clock jumped back by {-jump.delta.nanoseconds / 1e9:.3f} s (looped bag?): "
-                "sync queues cleared"
+                f"clock jumped back by {-jump.delta.nanoseconds / 1e9:.3f} s (looped bag?)"
             )
+
+    def _on_stamp_jump(self, topic: str, back_s: float) -> None:
+        """A topic's header stamps went back (camera driver restart, bag looped without /clock):
+        the synchronizer dropped that topic's old time line; count it and say so once."""
+        if self.pipeline is not None:
+            self.pipeline.reset_priors()
+        self._last_pair_at = time.monotonic()
+        self.stats.count(f"stamp_jumps_back.{topic}")
+        self.get_logger().info(
+            f"{topic} stamps jumped back by {back_s:.3f} s (camera restart or looped bag?): "
+            "its queued frames were dropped, pairing restarts on the new time line"
+        )
 
     def _bad_input(self, topic: str, reason: str, detail: str) -> None:
         self.stats.count_bad_input(topic, reason)

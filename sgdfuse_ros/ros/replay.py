@@ -21,6 +21,8 @@ from typing import Any
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from sgdfuse_ros.io.bag import open_bag_reader
+
 _STAMPED_TYPES = {
     "sensor_msgs/msg/Image",
     "sensor_msgs/msg/CompressedImage",
@@ -66,8 +68,6 @@ class BagReplayer:
         qos: str = "reliable",
         depth: int = 10,
     ) -> None:
-        from rosbags.rosbag2 import Reader
-
         if rate <= 0:
             raise ValueError(f"replay rate must be > 0, got {rate}")
         self.node = node
@@ -80,7 +80,7 @@ class BagReplayer:
         )
         profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability)
         wanted = set(topics) if topics else None
-        with Reader(self.bag) as reader:
+        with open_bag_reader(self.bag) as reader:
             self._connections = [
                 c for c in reader.connections if wanted is None or c.topic in wanted
             ]
@@ -148,13 +148,11 @@ class BagReplayer:
         demo and the tests use it to keep at most one frame pair in flight on a slow machine,
         so every recorded pair reaches the fusion instead of being dropped as stale.
         """
-        from rosbags.rosbag2 import Reader
-
         report = report if report is not None else ReplayReport()
         stop = stop or threading.Event()
         loop = 0
         while (loops == 0 or loop < loops) and not stop.is_set():
-            with Reader(self.bag) as reader:
+            with open_bag_reader(self.bag) as reader:
                 wanted = {c.id for c in self._connections}
                 connections = [c for c in reader.connections if c.id in wanted]
                 start_wall: float | None = None

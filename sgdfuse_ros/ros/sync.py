@@ -26,7 +26,7 @@ class MessageFiltersPairSync(SyncCounters):
     backend = "message_filters"
 
     def __init__(self, queue_size: int, slop: float, callback: PairCallback) -> None:
-        super().__init__()
+        super().__init__(slop)
         import message_filters
 
         if queue_size < 1:
@@ -52,21 +52,31 @@ class MessageFiltersPairSync(SyncCounters):
         self._add(RGB, msg)
 
     def _add(self, index: int, msg: Any) -> None:
+        stamp = stamp_ns(msg)
         with self._guard:
             self.received[index] += 1
-            if self._stamp_went_back(index, stamp_ns(msg)):
-                self._clear_queues()
+            back_ns = self._jump_back_ns(index, stamp)
+            if back_ns:
+                self._drop_old_time_line(index, stamp)
             self._inputs[index].signalMessage(msg)
+        self._report_jump(index, back_ns)
 
-    def _clear_queues(self) -> None:
-        self.resets += 1
+    def _drop_old_time_line(self, index: int, stamp: int) -> None:
+        """The same rule as the package's own backend, on message_filters' {stamp: msg} queues."""
+        limit = stamp + self.jump_tolerance_ns
         with self._sync.lock:
-            for queue in self._sync.queues:
-                queue.clear()
+            self._sync.queues[index].clear()
+            other = self._sync.queues[1 - index]
+            for queued_stamp in [s for s in other if s > limit]:
+                del other[queued_stamp]
 
     def reset(self) -> None:
+        """Forget queued messages and the last stamps (node reactivated)."""
         with self._guard:
-            self._clear_queues()
+            self.resets += 1
+            with self._sync.lock:
+                for queue in self._sync.queues:
+                    queue.clear()
             self._last_stamp = [None, None]
 
     def queued(self) -> int:

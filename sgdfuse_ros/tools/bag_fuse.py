@@ -21,8 +21,11 @@ from sgdfuse_ros.io.bag import (
     DEFAULT_THERMAL_TOPIC,
     IMAGE_TYPE,
     PairReadStats,
+    find_image_connection,
     iter_bag_pairs,
-    storage_plugin,
+    open_bag_reader,
+    require_new_bag_path,
+    staged_bag_writer,
     typestore,
 )
 from sgdfuse_ros.io.registration import Registration
@@ -40,6 +43,17 @@ class BagFuseReport:
     mean_fuse_ms: float
     png_dir: Path | None = None
     mp4_path: Path | None = None
+
+
+def check_bag_fuse_paths(
+    input_bag: str | Path, output_bag: str | Path, topics: tuple[str, ...]
+) -> int:
+    """Fail fast, before any model loads: the output must not exist, the input must open and
+    carry the image ``topics``. Returns how many messages those topics hold (for progress)."""
+    require_new_bag_path(output_bag)
+    with open_bag_reader(input_bag) as reader:
+        connections = [find_image_connection(reader, topic, input_bag) for topic in topics]
+        return sum(connection.msgcount for connection in connections)
 
 
 def fuse_bag(
@@ -66,23 +80,21 @@ def fuse_bag(
 
     The fused message carries the RGB header (stamp and frame) and is logged at the later of
     the two source log times. ``pipeline`` is a FusionPipeline (anything with ``fuse``).
+    The output is written to a temporary sibling and renamed on success: a failure (a corrupt
+    message half-way, a full disk) leaves no partial bag behind.
     """
-    from rosbags.rosbag2 import Reader, Writer
     from tqdm import tqdm
 
     registration = registration or Registration()
     store = typestore()
-    with Reader(Path(input_bag)) as reader:
-        total = sum(c.msgcount for c in reader.connections if c.topic in (thermal_topic, rgb_topic))
+    total = check_bag_fuse_paths(input_bag, output_bag, (thermal_topic, rgb_topic))
     stats = PairReadStats()
     png_path = Path(png_dir) if png_dir else None
     video = None
     fuse_ms: list[float] = []
     bar = tqdm(total=total, unit="msg", desc="fusing bag", disable=not progress)
     try:
-        with Writer(
-            Path(output_bag), version=version, storage_plugin=storage_plugin(storage)
-        ) as writer:
+        with staged_bag_writer(output_bag, version=version, storage=storage) as writer:
             fused_conn = writer.add_connection(fused_topic, IMAGE_TYPE, typestore=store)
             for pair in iter_bag_pairs(
                 input_bag,

@@ -48,6 +48,23 @@ def priors_from_folder(folder: Path) -> GivenPriors:
     return load
 
 
+def check_output_folder(path: Path, flag: str = "--out") -> None:
+    """An output folder may be missing (it is created) but must not be a file."""
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{flag} {path} is a file, not a folder")
+
+
+def check_fuse_paths(ir: Path, vi: Path, out: Path) -> None:
+    """Fail fast, before any model loads: both inputs exist and are of one kind, ``out`` can
+    be a folder."""
+    for flag, path in (("--ir", ir), ("--vi", vi)):
+        if not path.exists():
+            raise FileNotFoundError(f"{flag} {path} does not exist")
+    if ir.is_dir() != vi.is_dir():
+        raise ValueError(f"--ir {ir} and --vi {vi} must both be files or both be folders")
+    check_output_folder(out)
+
+
 @dataclass
 class FuseReport:
     fused: list[str] = field(default_factory=list)
@@ -85,8 +102,7 @@ def fuse_paths(
     from tqdm import tqdm
 
     report = FuseReport()
-    if ir.is_dir() != vi.is_dir():
-        raise ValueError("--ir and --vi must both be files or both be folders")
+    check_fuse_paths(ir, vi, out)
     if ir.is_dir():
         pairs, report.unpaired = pair_files(ir, vi)
         if not pairs:

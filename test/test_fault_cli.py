@@ -1,0 +1,224 @@
+"""The command line against an operator's mistakes: every bad path, file or bag gives one
+``sgdfuse <command>: error: …`` line and a non-zero exit code, never a traceback; a failed
+``bag fuse`` leaves nothing behind, so the corrected rerun works.
+
+Bags are written with rosbags (sqlite3 and mcap) and then broken the way disks and users break
+them: truncated, garbled, metadata.yaml mangled, the .db3 deleted."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from sgdfuse_ros.cli.main import main
+from sgdfuse_ros.io.bag import DEFAULT_FUSED_TOPIC, read_topic_images, write_synthetic_bag
+
+FRAMES, H, W = 3, 48, 64
+STORAGE_FILE = {"sqlite3": "sqlite3.db3", "mcap": "mcap.mcap"}
+
+
+def sgdfuse(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, list[str]]:
+    """Run ``sgdfuse *argv`` in this process: (exit code, its ``sgdfuse …: error:`` lines).
+
+    An exception escaping ``main`` is what an operator sees as a traceback: it fails the test.
+    """
+    capsys.readouterr()
+    try:
+        code = main([str(arg) for arg in argv])
+    except SystemExit as exit_:  # argparse refusing an argument
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return int(code or 0), [line for line in err.splitlines() if ": error: " in line]
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A good sqlite3 and mcap bag of the synthetic scene."""
+    root = tmp_path_factory.mktemp("bags")
+    return {
+        storage: write_synthetic_bag(
+            root / storage, num_frames=FRAMES, height=H, width=W, storage=storage
+        )
+        for storage in STORAGE_FILE
+    }
+
+
+def broken_copy(good: Path, target: Path, storage: str, how: str) -> Path:
+    """A copy of ``good`` broken as ``how`` says."""
+    shutil.copytree(good, target)
+    data_file = target / STORAGE_FILE[storage]
+    data = bytearray(data_file.read_bytes())
+    if how == "truncated":
+        data_file.write_bytes(bytes(data[: len(data) // 2]))
+    elif how == "garbled":
+        for offset in range(100, len(data), 97):
+            data[offset] = (data[offset] * 7 + 13) % 256
+        data_file.write_bytes(bytes(data))
+    elif how == "bad_metadata":
+        (target / "metadata.yaml").write_text("rosbag2_bagfile_information: [unclosed\n  : :\n")
+    elif how == "missing_db3":
+        data_file.unlink()
+    return target
+
+
+@pytest.fixture(scope="module")
+def image_folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """ir/ and vi/ with two pairs, ``a`` good and ``b`` with an unreadable IR file."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for name in ("ir", "vi"):
+        (root / name).mkdir()
+    for stem in ("a", "b"):
+        cv2.imwrite(str(root / "ir" / f"{stem}.png"), rng.integers(0, 256, (H, W), np.uint8))
+        cv2.imwrite(str(root / "vi" / f"{stem}.png"), rng.integers(0, 256, (H, W, 3), np.uint8))
+    (root / "ir" / "b.png").write_bytes(b"not a png")
+    return root / "ir", root / "vi"
+
+
+# ------------------------------------------------------------------------------ sgdfuse fuse
+def test_fuse_out_pointing_at_a_file(capsys, image_folders, tmp_path: Path) -> None:
+    ir, vi = image_folders
+    out = tmp_path / "fused.png"
+    out.write_bytes(b"x")
+    code, errors = sgdfuse(capsys, "fuse", "--ir", ir, "--vi", vi, "--out", out)
+    assert code != 0
+    assert len(errors) == 1 and "--out" in errors[0] and "not a folder" in errors[0]
+
+
+def test_fuse_missing_ir_folder(capsys, image_folders, tmp_path: Path) -> None:
+    _, vi = image_folders
+    missing = tmp_path / "no_such_ir"
+    code, errors = sgdfuse(capsys, "fuse", "--ir", missing, "--vi", vi, "--out", tmp_path / "o")
+    assert code != 0
+    assert len(errors) == 1
+    assert "--ir" in errors[0] and str(missing) in errors[0] and "does not exist" in errors[0]
+    assert "both be files" not in errors[0]
+
+
+def test_fuse_with_a_failed_pair_exits_non_zero(capsys, image_folders, tmp_path: Path) -> None:
+    ir, vi = image_folders
+    out = tmp_path / "out"
+    code, errors = sgdfuse(capsys, "fuse", "--ir", ir, "--vi", vi, "--out", out)
+    assert code != 0
+    assert errors == ["sgdfuse fuse: error: 1 of 2 pair(s) failed (see above)"]
+    assert (out / "a.png").is_file() and not (out / "b.png").exists()  # the good pair is kept
+
+
+# -------------------------------------------------------------------------- sgdfuse bag fuse
+@pytest.mark.parametrize(
+    ("storage", "how"),
+    [
+        ("sqlite3", "truncated"),
+        ("sqlite3", "garbled"),
+        ("mcap", "truncated"),
+        ("mcap", "garbled"),
+        ("sqlite3", "bad_metadata"),
+        ("sqlite3", "missing_db3"),
+    ],
+)
+def test_bag_fuse_on_a_broken_bag(capsys, bags, tmp_path: Path, storage: str, how: str) -> None:
+    broken = broken_copy(bags[storage], tmp_path / "broken", storage, how)
+    output = tmp_path / "fused"
+    code, errors = sgdfuse(capsys, "bag", "fuse", broken, output, "--no-progress")
+    assert code != 0
+    assert len(errors) == 1 and errors[0].startswith(
+        f"sgdfuse bag: error: cannot read bag {broken}"
+    )
+    assert "\n" not in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]  # nothing written
+
+
+def test_bag_fuse_to_an_existing_output(capsys, bags, tmp_path: Path) -> None:
+    existing = tmp_path / "fused"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    code, errors = sgdfuse(capsys, "bag", "fuse", bags["sqlite3"], existing, "--no-progress")
+    assert code != 0
+    assert len(errors) == 1 and "exists already" in errors[0] and str(existing) in errors[0]
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+
+
+def test_bag_fuse_with_an_unknown_topic(capsys, bags, tmp_path: Path) -> None:
+    output = tmp_path / "fused"
+    code, errors = sgdfuse(
+        capsys, "bag", "fuse", bags["sqlite3"], output, "--thermal-topic", "/nope", "--no-progress"
+    )
+    assert code != 0
+    assert len(errors) == 1 and "/nope is not in the bag" in errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_bag_fuse_leaves_nothing_behind(capsys, bags, tmp_path: Path) -> None:
+    """The PNG folder is a file: writing the first frame fails after the output bag was begun.
+    The partial bag is removed, so the corrected rerun to the same output works."""
+    not_a_folder = tmp_path / "frames"
+    not_a_folder.write_text("x")
+    output = tmp_path / "fused"
+    code, errors = sgdfuse(
+        capsys, "bag", "fuse", bags["sqlite3"], output, "--png-dir", not_a_folder, "--no-progress"
+    )
+    assert code != 0 and len(errors) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # no bag, no temporary
+    code, errors = sgdfuse(capsys, "bag", "fuse", bags["sqlite3"], output, "--no-progress")
+    assert code == 0 and errors == []
+    assert len(read_topic_images(output, DEFAULT_FUSED_TOPIC)) == FRAMES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "fused"]
+
+
+def test_broken_bag_from_a_real_process(bags, tmp_path: Path) -> None:
+    """The installed entry point's view: exit code and stderr of a separate process."""
+    broken = broken_copy(bags["sqlite3"], tmp_path / "broken", "sqlite3", "truncated")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-m", "sgdfuse_ros.cli", "bag", "fuse", str(broken), str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("sgdfuse bag: error: cannot read bag")
+
+
+# ------------------------------------------------------------------- eval / export / bench
+def test_eval_with_a_missing_fused_folder(capsys, image_folders, tmp_path: Path) -> None:
+    ir, vi = image_folders
+    missing = tmp_path / "no_such_fused"
+    code, errors = sgdfuse(
+        capsys, "eval", "--ir", ir, "--vi", vi, "--fused", missing, "--out", tmp_path / "e"
+    )
+    assert code != 0
+    assert len(errors) == 1 and str(missing) in errors[0]
+
+
+def test_eval_out_pointing_at_a_file(capsys, image_folders, tmp_path: Path) -> None:
+    ir, vi = image_folders
+    out = tmp_path / "metrics.txt"
+    out.write_text("x")
+    code, errors = sgdfuse(capsys, "eval", "--ir", ir, "--vi", vi, "--fused", vi, "--out", out)
+    assert code != 0
+    assert len(errors) == 1 and "--out" in errors[0] and "not a folder" in errors[0]
+
+
+def test_export_refuses_unsupported_steps(capsys, tmp_path: Path) -> None:
+    onnx = tmp_path / "onnx"
+    code, errors = sgdfuse(capsys, "export", "--steps", "9", "--onnx", onnx)
+    assert code != 0
+    assert len(errors) == 1 and "--steps 9" in errors[0] and "supported: 1, 2, 3" in errors[0]
+    assert not onnx.exists()
+
+
+@pytest.mark.parametrize("flag", ["--frames", "--rounds", "--height", "--width"])
+def test_bench_refuses_a_zero_count(capsys, flag: str) -> None:
+    code, errors = sgdfuse(capsys, "bench", flag, "0")
+    assert code == 2  # refused by the argument parser, before anything is measured
+    assert len(errors) == 1 and flag in errors[0] and "must be >= 1" in errors[0]
