@@ -446,7 +446,10 @@ def test_samples_lost_before_the_node_are_counted(tmp_path: Path) -> None:
     (``lost.*``), and losses make the status WARN."""
     pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
     topics = {"thermal_topic": "/qos_probe/thermal", "rgb_topic": "/qos_probe/rgb"}
-    rig = NodeRig(tmp_path, {"input_qos": "sensor_data", "diagnostics.period": 0.5}, topics)
+    # A queue deeper than the burst: history overflow inside the node is not a middleware
+    # loss event, and a loaded executor must not turn it into a false result.
+    params = {"input_qos": "sensor_data", "qos.depth": 100, "diagnostics.period": 0.5}
+    rig = NodeRig(tmp_path, params, topics)
     try:
         rig.wait_subscribed()
         frames = 60

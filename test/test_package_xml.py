@@ -54,7 +54,11 @@ PIP_ONLY = {
 # what runs without being imported: README's `ros2 launch` command
 RUN_TIME_TOOLS = {"ros2launch"}
 # the package, the training scripts and this folder's modules (helpers, rigs shared by tests)
-LOCAL_MODULES = {"sgdfuse_ros", "training"} | {p.stem for p in Path(__file__).parent.glob("*.py")}
+# The package, the training code, and the repository's own scripts that tests import by path
+# (test helpers, benchmarks/*.py).
+LOCAL_MODULES = {"sgdfuse_ros", "training"} | {
+    p.stem for folder in ("test", "benchmarks") for p in (ROOT / folder).glob("*.py")
+}
 # setup.py requirement name -> imported module
 REQUIREMENT_MODULES = {"opencv-python-headless": "cv2", "pyyaml": "yaml"}
 
