@@ -221,6 +221,39 @@ def test_launch_params_file_with_a_typo_is_one_line(tmp_path: Path) -> None:
     assert_one_line(exit_code, lines, "sync.slopp", "did you mean sync.slop?", str(user))
 
 
+def test_ros2_launch_with_a_params_file(launch_install: Path, tmp_path: Path) -> None:
+    """The real `ros2 launch ... params_file:=...` (launch_ros adds its own overrides file):
+    a typo is the node's one line and launch's "process has died ... exit code 1"; exact
+    conversions start the node."""
+    from launch_helpers import LaunchedFusion
+
+    typo = write_params(tmp_path / "typo.yaml", {"sync": {"slopp": 0.1}})
+    launched = LaunchedFusion(
+        launch_install, {"params_file": str(typo)}, tmp_path / "typo.log", _domain()
+    )
+    launched.wait(120.0)
+    output = launched.output()
+    node_lines = [line for line in output.splitlines() if "[sgdfuse_fusion]" in line]
+    assert len(node_lines) == 1, output
+    assert f"sync.slopp in {typo} (did you mean sync.slop?)" in node_lines[0], output
+    assert "exit code 1" in output and "Traceback" not in output, output
+
+    shipped = yaml.safe_load(SHIPPED.read_text())
+    shipped["/**"]["ros__parameters"].update(allow_untrained=True, steps=2.0)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(shipped))
+    launched = LaunchedFusion(
+        launch_install, {"params_file": str(good)}, tmp_path / "good.log", _domain()
+    )
+    try:
+        assert launched.wait_for_output(r"pipeline loaded .*steps=2 ", START_TIMEOUT), (
+            launched.output()
+        )
+    finally:
+        launched.signal_group()
+        assert launched.wait() == 0, launched.output()
+
+
 # ------------------------------------------------------------------------- the rules, unit
 @pytest.mark.parametrize(
     ("name", "given", "expected"),
@@ -300,10 +333,13 @@ def test_arguments_outside_ros_args_are_not_parameter_files(tmp_path: Path) -> N
     user = write_params(tmp_path / "robot.yaml", {"steps": 2})
     sources = ParameterSources.from_arguments(
         ["fusion_node", "--params-file", "not-ros.yaml", "--ros-args", "--params-file",
-         str(user), "-p", "sync.slop:=0", "--", "-p", "x:=1"]
+         str(user), "-p", "sync.slop:=0", "-p", "other_node:steps:=3", "--", "-p", "x:=1"]
     )  # fmt: skip
     assert [parameter_file.path for parameter_file in sources.files] == [str(user)]
-    assert sources.assignments == (("sync.slop", 0),)
+    assert sources.assignments == (("/**", "sync.slop", 0), ("/other_node", "steps", 3))
+    given = sources.values_for("/sgdfuse_fusion")
+    assert given["steps"].value == 2 and given["steps"].source == str(user)
+    assert given["sync.slop"].source == "-p"
 
 
 def test_node_key_wildcards() -> None:
@@ -355,7 +391,8 @@ def test_reading_matches_rcl(tmp_path: Path, namespace: str) -> None:
     # layered the way rclpy resolves sections: in order of first appearance, later files
     # overwrite, so the node's own section in the first file still beats /** of the second
     second = write_params(tmp_path / "second.yaml", {"only_in_robot1": 5, "i_neg": 7})
-    arguments = ["--ros-args", "--params-file", str(first), "--params-file", str(second)]
+    arguments = ["--ros-args", "--params-file", str(first), "--params-file", str(second),
+                 "-p", "i_oct:=9", "-p", "sgdfuse_fusion:d_dot:=0.75", "-p", "other:i_hex:=1"]  # fmt: skip
     context = rclpy.Context()
     rclpy.init(args=arguments, context=context)
     try:

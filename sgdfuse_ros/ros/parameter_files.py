@@ -190,14 +190,15 @@ class ParameterSources:
     """The parameter files and ``-p`` assignments of a command line, read once at start."""
 
     files: tuple[ParameterFile, ...] = ()
-    assignments: tuple[tuple[str, Any], ...] = field(default=())
+    # (node key, parameter, value) of each -p; "/**" unless given as -p node:name:=value
+    assignments: tuple[tuple[str, str, Any], ...] = field(default=())
 
     @classmethod
     def from_arguments(cls, arguments: Sequence[str]) -> ParameterSources:
         """``--params-file`` and ``-p``/``--param`` inside the ``--ros-args`` sections of a
         command line (what rcl reads); the files are read now."""
         files: list[ParameterFile] = []
-        assignments: list[tuple[str, Any]] = []
+        assignments: list[tuple[str, str, Any]] = []
         in_ros_args = False
         tokens = list(arguments)
         index = 0
@@ -234,20 +235,24 @@ class ParameterSources:
         for key, parameters in merged.items():
             if node_key_matches(key, fully_qualified_name):
                 given.update(parameters)
-        for name, value in self.assignments:
-            given[name] = GivenValue(name, value, "-p")
+        for key, name, value in self.assignments:
+            if node_key_matches(key, fully_qualified_name):
+                given[name] = GivenValue(name, value, "-p")
         for name, value in overrides:
             given[name] = GivenValue(name, value, "parameter_overrides")
         return given
 
 
-def _assignment(text: str) -> tuple[str, Any]:
-    """``name:=value`` of ``-p``; the value typed as rcl types it (YAML, like a file's)."""
-    name, separator, value = text.partition(":=")
+def _assignment(text: str) -> tuple[str, str, Any]:
+    """``[node:]name:=value`` of ``-p``: the node key it applies to, the name and the value
+    typed as rcl types it (YAML, like a file's)."""
+    target, separator, value = text.partition(":=")
     if not separator:
         raise ParameterFileError(f"-p {text}: expected name:=value")
+    node, _, name = target.rpartition(":")
+    key = "/**" if not node else node if node.startswith("/") else "/" + node
     try:
-        node = yaml.compose(value or "''", Loader=yaml.SafeLoader)
+        parsed = yaml.compose(value or "''", Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
         raise ParameterFileError(f"-p {text}: the value is not valid YAML") from error
-    return name, _typed(node, "-p", name)
+    return key, name, _typed(parsed, "-p", name)
