@@ -722,7 +722,7 @@ def main(args: list[str] | None = None) -> int:
     except ParameterFileError as error:  # names the parameter, the types and the file
         rclpy.logging.get_logger(NODE_NAME).error(f"fusion_node cannot start: {error}")
         exit_code = 1
-    except Exception as error:  # noqa: BLE001 - e.g. a parameter of the wrong type: one line, exit 1
+    except Exception as error:  # noqa: BLE001 - e.g. use_sim_time (rclpy's) of a wrong type: one line
         rclpy.logging.get_logger(NODE_NAME).error(
             f"fusion_node cannot run while {phase}: {type(error).__name__}: {error}"
         )
