@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
 from rclpy.duration import Duration
@@ -50,7 +52,8 @@ from sgdfuse_ros.ros.diagnostics import (
     gpu_memory_values,
     to_diagnostic_array,
 )
-from sgdfuse_ros.ros.parameters import PARAMETERS, NodeSettings
+from sgdfuse_ros.ros.parameter_files import ParameterFileError, ParameterSources
+from sgdfuse_ros.ros.parameters import PARAMETERS, NodeSettings, check_given_values
 from sgdfuse_ros.ros.qos import (
     ResolvedQos,
     incompatibility,
@@ -95,19 +98,22 @@ class FusionNode(LifecycleNode):
         node_name: str = NODE_NAME,
         *,
         shutdown_request: ShutdownRequest | None = None,
+        parameter_sources: ParameterSources | None = None,
         **kwargs: Any,
     ) -> None:
+        """``parameter_sources``: the command line's parameter files and ``-p`` values (main()
+        reads them); the node checks and types every value itself (see _declare_parameters)."""
         super().__init__(node_name, **kwargs)
+        self._answer_invalid_transitions()
         # a signal while the models load abandons the load (see shutdown.py)
         self._shutdown_request = shutdown_request or ShutdownRequest()
         # the inference thread publishes under this lock until close() sets _closing
         self._publish_lock = threading.Lock()
         self._closing = False
         self._load_abandoned = False  # a load thread still runs torch, its result unwanted
-        for spec in PARAMETERS:
-            self.declare_parameter(
-                spec.name, spec.default, ParameterDescriptor(description=spec.description)
-            )
+        self._declare_parameters(
+            parameter_sources or ParameterSources(), kwargs.get("parameter_overrides") or ()
+        )
         self.settings: NodeSettings | None = None
         self.pipeline: Any = None
         self.stats = FusionStats()
@@ -130,7 +136,71 @@ class FusionNode(LifecycleNode):
         self._last_stamps: dict[str, int] = {}
         self._unmatched_before = 0
 
+    def _declare_parameters(self, sources: ParameterSources, overrides: Any) -> None:
+        """Declare the table's parameters with the values given in files, ``-p`` or
+        ``parameter_overrides``, checked and typed by parameters.check_given_values.
+
+        rcl's own merge is not used for them: it keeps a stale value when a layered file changes
+        a parameter's type, and a wrong type would surface as an rclpy exception without the
+        file's name. Raises ParameterFileError (one line) for unknown names or wrong types.
+        """
+        given = sources.values_for(
+            self.get_fully_qualified_name(),
+            [(parameter.name, parameter.value) for parameter in overrides],
+        )
+        values = check_given_values(
+            given.values(), also_known=[name for name in given if self.has_parameter(name)]
+        )
+        for spec in PARAMETERS:
+            descriptor = ParameterDescriptor(description=spec.description)
+            if spec.name in values:
+                self.declare_parameter(
+                    spec.name, values[spec.name], descriptor, ignore_override=True
+                )
+            else:
+                self.declare_parameter(spec.name, spec.default, descriptor)
+
     # ----------------------------------------------------------------- lifecycle transitions
+    def _answer_invalid_transitions(self) -> None:
+        """Answer a change_state request the current state has no transition for with
+        ``success: false`` and one log line, as rclcpp does.
+
+        rclpy's service handler triggers the transition unchecked; rcl then fails ("Transition is
+        not registered"), the RCLError leaves the executor and the process dies without a reply.
+        A lifecycle manager sending configure to the autostarted node must not stop it.
+        """
+        service = self._service_change_state
+        handle_request = service.callback
+
+        def change_state(request: ChangeState.Request, response: ChangeState.Response) -> Any:
+            refusal = self._transition_refusal(request.transition)
+            if refusal is not None:
+                self.get_logger().warning(refusal)
+                response.success = False
+                return response
+            return handle_request(request, response)
+
+        service.callback = change_state
+
+    def _transition_refusal(self, transition: Transition) -> str | None:
+        """Why ``transition`` cannot start from the current state, or None when it can."""
+        available = self._state_machine.available_transitions  # (id, label, start, ..., goal)
+        if transition.label:
+            if any(item[1] == transition.label for item in available):
+                return None
+            requested = f"'{transition.label}'"
+        else:
+            if any(item[0] == transition.id for item in available):
+                return None
+            labels = {item[0]: item[1] for item in self._state_machine.transition_graph}
+            requested = f"'{labels.get(transition.id, 'unknown')}' (id {transition.id})"
+        state = self._state_machine.current_state[1]
+        allowed = ", ".join(sorted({item[1] for item in available})) or "none"
+        return (
+            f"refused lifecycle transition {requested}: the node is {state} (allowed from "
+            f"{state}: {allowed}); it stays {state}"
+        )
+
     @property
     def autostart(self) -> bool:
         return bool(self.get_parameter("autostart").value)
@@ -712,14 +782,22 @@ def main(args: list[str] | None = None) -> int:
     shutdown = SHUTDOWN.install()  # again, in case main() is called directly
     # Before rclpy starts the DDS threads: threads that exist by then keep arenas of their own.
     retain_freed_memory()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        # the parameter files first: a missing or broken one is one line here, where rcl's
+        # parser would stop rclpy.init with a traceback
+        sources = ParameterSources.from_arguments(sys.argv if args is None else args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except Exception as error:  # noqa: BLE001 - ParameterFileError, or rcl refusing the arguments
+        rclpy.logging.get_logger(NODE_NAME).error(f"fusion_node cannot start: {error}")
+        shutdown.ignore_further_signals()
+        return 1
     node: FusionNode | None = None
     phase = "starting"
     exit_code = 0  # 1: configure or activate failed (a supervisor sees the node did not start)
     threads_ended = True
     try:
         shutdown.raise_if_requested()
-        node = FusionNode(shutdown_request=shutdown)
+        node = FusionNode(shutdown_request=shutdown, parameter_sources=sources)
         if node.autostart:
             phase = "configuring (loading the models)"
             shutdown.raise_if_requested()
@@ -745,7 +823,10 @@ def main(args: list[str] | None = None) -> int:
         pass
     except ExternalShutdownException:
         shutdown.request("rclpy shutdown")
-    except Exception as error:  # noqa: BLE001 - e.g. a parameter of the wrong type: one line, exit 1
+    except ParameterFileError as error:  # names the parameter, the types and the file
+        rclpy.logging.get_logger(NODE_NAME).error(f"fusion_node cannot start: {error}")
+        exit_code = 1
+    except Exception as error:  # noqa: BLE001 - e.g. use_sim_time (rclpy's) of a wrong type: one line
         rclpy.logging.get_logger(NODE_NAME).error(
             f"fusion_node cannot run while {phase}: {type(error).__name__}: {error}"
         )

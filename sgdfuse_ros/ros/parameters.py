@@ -8,12 +8,15 @@ instead of at the first frame. Nothing here imports rclpy.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sgdfuse_ros.io.image_codec import SUPPORTED_OUTPUT_ENCODINGS, AgcSettings
 from sgdfuse_ros.io.registration import REGISTRATION_MODES, Registration
 from sgdfuse_ros.options import PipelineOptions
+from sgdfuse_ros.ros.parameter_files import GivenValue, ParameterFileError, rcl_scalar
 
 QOS_CHOICES = ("sensor_data", "reliable", "system_default", "auto")
 # 2048 × 2048 = 4 MiP: above every thermal camera and 1080p / 2048×1536 RGB, below the 12 MP
@@ -211,6 +214,91 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 )
 
 DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in PARAMETERS}
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, list):
+        kinds = sorted({_type_name(item) for item in value})
+        return f"{' and '.join(kinds)} array" if kinds else "empty array"
+    names = {bool: "bool", int: "integer", float: "double", str: "string"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _given(value: Any) -> str:
+    shown = (
+        f"{value!r}"
+        if isinstance(value, str)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
+    return f"{_type_name(value)} {shown}"
+
+
+def _exact_float(value: Any) -> float | None:
+    """An integer as a double when the conversion is exact (0 -> 0.0); None otherwise."""
+    if type(value) is float:
+        return value
+    if type(value) is int and int(float(value)) == value:
+        return float(value)
+    return None
+
+
+def coerce_value(given: GivenValue) -> Any:
+    """The value of a declared parameter in its declared type (the type of its default).
+
+    Only exact, unambiguous conversions are made: an integer where a double is declared
+    (``sync.slop: 0`` -> 0.0, integer items of a double array) and a whole double where an
+    integer is (``steps: 2.0`` -> 2). Everything else, a quoted number included (``steps: "3"``
+    is a string in YAML), raises ParameterFileError naming the parameter, the expected type, the
+    value given and its source.
+    """
+    expected, value = DEFAULTS[given.name], given.value
+    result: Any = None
+    if type(expected) is bool:
+        result = value if type(value) is bool else None
+    elif type(expected) is int:
+        if type(value) is int:
+            result = value
+        elif type(value) is float and value.is_integer():
+            result = int(value)
+    elif type(expected) is float:
+        result = _exact_float(value)
+    elif type(expected) is str:
+        result = value if type(value) is str else None
+    elif isinstance(expected, list) and isinstance(value, list) and value:
+        items = [_exact_float(item) for item in value]
+        result = None if any(item is None for item in items) else items
+    if result is None:
+        hint = ""
+        if type(value) is str and type(rcl_scalar(value)) in (int, float):
+            hint = "; write the number without quotes (quoted, it is a string)"
+        raise ParameterFileError(
+            f"parameter {given.name} in {given.source}: expected {_type_name(expected)}, "
+            f"got {_given(value)}{hint}"
+        )
+    return result
+
+
+def check_given_values(
+    given: Iterable[GivenValue], also_known: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The given values of the node's parameters in their declared types; ParameterFileError (one
+    line) for a value of the wrong type or for names the node does not have (``also_known``:
+    parameters rclpy declares itself, such as use_sim_time), each with a did-you-mean."""
+    given = list(given)
+    known = set(DEFAULTS) | set(also_known)
+    unknown = [item for item in given if item.name not in known]
+    if unknown:
+        problems = []
+        for item in unknown:
+            close = difflib.get_close_matches(item.name, sorted(known), n=1, cutoff=0.6)
+            suggestion = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(f"{item.name} in {item.source}{suggestion}")
+        raise ParameterFileError(
+            "unknown parameter" + ("s " if len(problems) > 1 else " ") + "; ".join(problems)
+        )
+    return {item.name: coerce_value(item) for item in given if item.name in DEFAULTS}
 
 
 def _choice(values: dict[str, Any], name: str, choices: tuple[str, ...]) -> str:
