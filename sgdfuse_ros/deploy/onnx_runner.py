@@ -43,9 +43,11 @@ def shared_cpu_arena(ort: Any) -> bool:
             ort.create_and_register_allocator(info, ort.OrtArenaCfg({}))
             _shared_arena = True
         except Exception as exc:  # a build without it: private arenas, as before
-            LOG.warning("ONNX Runtime shared CPU arena unavailable (%s): more memory per session", exc)
+            LOG.warning(
+                "ONNX Runtime shared CPU arena unavailable (%s): more memory per session", exc
+            )
             _shared_arena = False
-    return _shared_arena
+    return bool(_shared_arena)
 
 
 def pad_replicate(arr: np.ndarray, multiple: int) -> np.ndarray:
