@@ -1,7 +1,8 @@
 """Parameters and GMAC of each shipped SGDFuse config at 640×480 (prints a Markdown table).
 
-GMAC come from torch's FLOP counter (convolutions, matmuls, attention) divided by two;
-element-wise work is not counted, as in the usual papers' tables.
+The counts are ``sgdfuse_ros.models.size.model_size`` (torch's FLOP counter: convolutions,
+matmuls, attention, divided by two; element-wise work is not counted, as in the usual papers'
+tables), the same figures ``sgdfuse bench`` reports for the weights it runs.
 
     python benchmarks/model_size.py [--height 480 --width 640]
 """
@@ -11,32 +12,19 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from sgdfuse_ros.models.sgdfuse import PRESETS, SGDFuse, pad_to_multiple
-
-
-def gmac(fn) -> float:
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        fn()
-    return counter.get_total_flops() / 2e9
-
-
-def parameters(module: torch.nn.Module) -> float:
-    """Parameter count in millions."""
-    return sum(p.numel() for p in module.parameters()) / 1e6
+from sgdfuse_ros.models.sgdfuse import PRESETS, SGDFuse
+from sgdfuse_ros.models.size import model_size
 
 
 def table_row(name: str, model: SGDFuse, h: int, w: int) -> str:
-    m = model.config.unet.size_multiple
-    ir, vis, mask = (pad_to_multiple(torch.rand(1, c, h, w), m) for c in (1, 3, 1))
-    f1 = torch.rand_like(vis)
-    s1 = gmac(lambda: model.stage1(ir, vis))
-    s2 = {k: gmac(lambda k=k: model.stage2(f1, mask, mask, ir, vis, k)) for k in (1, 3)}
+    size = model_size(model, h, w, steps=(1, 3))
+    params = {part: count / 1e6 for part, count in size["params"].items() if part != "heads"}
+    heads = sum(size["params"]["heads"].values()) / 1e6
+    stage2 = {k: (s["unet_macs"] + s["head_macs"]) / 1e9 for k, s in size["steps"].items()}
     return (
-        f"| {name} | {parameters(model.stage1):.3f} M | {parameters(model.unet):.3f} M | "
-        f"{parameters(model.heads):.3f} M | {parameters(model):.3f} M | {s1:.1f} | {s2[1]:.1f} | {s2[3]:.1f} |"
+        f"| {name} | {params['stage1']:.3f} M | {params['unet']:.3f} M | {heads:.3f} M | "
+        f"{params['total']:.3f} M | {size['stage1_macs'] / 1e9:.1f} | {stage2[1]:.1f} | {stage2[3]:.1f} |"
     )
 
 
@@ -51,7 +39,9 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, make in PRESETS.items():
-        print(table_row(name, SGDFuse(make()).eval(), args.height, args.width))
+        with torch.device("meta"):  # counts need shapes only, not 69 M random weights
+            model = SGDFuse(make())
+        print(table_row(name, model, args.height, args.width))
 
 
 if __name__ == "__main__":

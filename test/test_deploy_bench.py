@@ -115,3 +115,79 @@ def test_batch_commands_build_missing_engines_before_the_first_frame():
         options = options_from_args(args)
         assert options.backend == "tensorrt" and options.engine_build == "blocking"
         assert options.engine_dir == "plans" and options.fp16 is False
+
+
+def test_mac_count_of_a_tiny_network_is_the_hand_count():
+    """2×3×3 conv (4→6 channels, stride 1, padded) on 10×12, a depthwise 3×3 on its 6 channels,
+    a matrix product and a linear layer: MACs as written out by hand."""
+    import torch
+    from torch import nn
+
+    from sgdfuse_ros.models.size import count_macs
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 6, 3, padding=1)
+            self.depthwise = nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
+            self.linear = nn.Linear(12, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.depthwise(self.conv(x))  # 2×6×10×12
+            gram = y.flatten(2) @ y.flatten(2).transpose(1, 2)  # 2×6×6, inner length 120
+            return self.linear(y).sum() + gram.sum()  # linear over the last axis (12)
+
+    model = Tiny()
+    x = torch.rand(2, 4, 10, 12)
+    pixels = 2 * 10 * 12
+    expected = (
+        pixels * 6 * 4 * 9  # conv: every output value sums 4 channels × 3×3 taps
+        + pixels * 6 * 9  # depthwise: one input channel per output
+        + 2 * 6 * 6 * 120  # matmul
+        + 2 * 6 * 10 * 5 * 12  # linear on 2·6·10 rows of 12
+    )
+    assert count_macs(lambda: model(x)) == expected
+
+
+def test_model_size_parts_add_up_and_scale_with_k():
+    from sgdfuse_ros.model_io import untrained_model
+    from sgdfuse_ros.models.size import count_macs, model_size
+
+    model, _ = untrained_model()
+    size = model_size(model, 48, 64, steps=(1, 3))
+    params = size["params"]
+    assert params["total"] == params["stage1"] + params["unet"] + sum(params["heads"].values())
+    one, three = size["steps"][1], size["steps"][3]
+    assert three["unet_macs"] == 3 * one["unet_macs"]  # the U-Net runs once per noised copy
+    assert one["frame_macs"] == size["stage1_macs"] + one["unet_macs"] + one["head_macs"]
+    # Counted on the meta device, the same as a real forward on real tensors.
+    import torch
+
+    ir, vis, mask = (torch.rand(1, c, 48, 64) for c in (1, 3, 1))
+    real = count_macs(lambda: model.eval()(ir, vis, mask, mask, steps=3))
+    assert real == three["frame_macs"]
+
+
+def test_bench_command_runs_and_reports_model_size_and_memory(tmp_path, capsys):
+    """``sgdfuse bench`` end to end through its parser (``--steps`` is a list of K there, the
+    pipeline's own steps is not): the JSON holds parameters, GMAC per K and peak RSS."""
+    from sgdfuse_ros.cli.main import main
+
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--height", "32", "--width", "48", "--steps", "1", "2", "--backend", "torch"]
+    argv += ["--frames", "1", "--rounds", "1", "--warmup", "1", "--stream-seconds", "0"]
+    argv += ["--prior", "classical", "--allow-untrained", "--json", str(out)]
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    model = report["model"]
+    assert (model["height"], model["width"]) == (32, 48)
+    assert model["params"]["total"] > 0 and set(model["params"]["heads"]) >= {"1", "2"}
+    assert set(model["steps"]) == {"1", "2"} and model["stage1_macs"] > 0
+    assert model["steps"]["2"]["frame_macs"] > model["steps"]["1"]["frame_macs"] > 0
+    memory = report["memory"]
+    assert memory["peak_rss_mb"] >= memory["peak_rss_before_frames_mb"] > 0
+    growth = sum(r["peak_rss_growth_mb"] for r in report["latency"])
+    assert memory["peak_rss_before_frames_mb"] + growth == pytest.approx(memory["peak_rss_mb"])
+    text = capsys.readouterr().out
+    assert "| K | Stage I GMAC | U-Net GMAC | head GMAC | per frame GMAC |" in text
+    assert "Process peak RSS" in text

@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     fields = BenchConfig.__dataclass_fields__
     config = BenchConfig(
-        pipeline=options_from_args(args),
+        # args.steps is the list of K compared; the pipeline's own steps stays unset.
+        pipeline=options_from_args(args, steps=None),
         **{k: v for k, v in vars(args).items() if k in fields and k != "pipeline"},
     )
     report = run_bench(config)

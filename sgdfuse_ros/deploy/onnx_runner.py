@@ -22,6 +22,33 @@ from .export import FusionOnnx, ensure_fusion_onnx
 
 LOG = logging.getLogger("sgdfuse_ros")
 
+_shared_arena: bool | None = None
+
+
+def shared_cpu_arena(ort: Any) -> bool:
+    """Register one CPU memory arena in ONNX Runtime's process-wide environment, once; True when
+    sessions can use it (session config ``session.use_env_allocators``).
+
+    Each session otherwise keeps an arena of its own at its own peak size, and the pipeline's
+    sessions (Stage I, U-Net, one head per K) never run at the same time: at 640×480 with
+    K = 1 and 3 the five private arenas held 1.6 GB where one shared arena holds 0.55 GB, with
+    the same speed and the same output bits (docs/benchmarks.md, "Memory").
+    """
+    global _shared_arena
+    if _shared_arena is None:
+        info = ort.OrtMemoryInfo(
+            "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+        )
+        try:
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg({}))
+            _shared_arena = True
+        except Exception as exc:  # a build without it: private arenas, as before
+            LOG.warning(
+                "ONNX Runtime shared CPU arena unavailable (%s): more memory per session", exc
+            )
+            _shared_arena = False
+    return bool(_shared_arena)
+
 
 def pad_replicate(arr: np.ndarray, multiple: int) -> np.ndarray:
     """Numpy twin of ``models.sgdfuse.pad_to_multiple`` (replicate-pad bottom/right)."""
@@ -81,6 +108,8 @@ class OnnxRuntimeRunner:
         self.diffusion_inputs = DiffusionInputs(model)
         self._diffusion_cache: dict[tuple[int, int, int], dict[str, Any]] = {}
 
+        shared_arena = shared_cpu_arena(ort)
+
         def session(graph: str) -> Any:
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -91,6 +120,8 @@ class OnnxRuntimeRunner:
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if threads:
                 options.intra_op_num_threads = threads
+            if shared_arena:
+                options.add_session_config_entry("session.use_env_allocators", "1")
             return ort.InferenceSession(
                 str(self.exported.path(graph)), options, providers=providers
             )

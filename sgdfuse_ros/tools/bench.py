@@ -139,7 +139,12 @@ class Memory:
                 "gpu_mem_in_use_mb": (total - free) / 2**20,
                 "gpu_torch_peak_mb": self.torch.cuda.max_memory_allocated() / 2**20,
             }
-        return {"cpu_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        return {"cpu_peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set so far (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def simulate_stream(
@@ -212,34 +217,43 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     samples: dict[tuple[str, int, int], list[dict[str, float]]] = {c: [] for c in cases}
     throughput: dict[tuple[str, int, int], list[float]] = {c: [] for c in cases}
     mem: dict[tuple[str, int, int], dict[str, float]] = {}
+    # How much each case raised the process's peak RSS: the cases share one process, so the
+    # peak is the memory before any frame plus these (docs/benchmarks.md, "Memory").
+    peak_growth: dict[tuple[str, int, int], float] = dict.fromkeys(cases, 0.0)
+    peak_before_frames = peak_rss_mb()
 
     def select(case: tuple[str, int, int]) -> Any:
         pipe = pipelines[case[0]]
         pipe.set_prior_refresh_every(case[2])
         return pipe
 
+    def fuse(case: tuple[str, int, int], index: int) -> Any:
+        before = peak_rss_mb()
+        result = pipelines[case[0]].fuse(*frames[index % len(frames)], steps=case[1])
+        peak_growth[case] += peak_rss_mb() - before
+        return result
+
     def measure() -> None:
         for case in cases:  # warm-up: lazy allocations, oneDNN / cuDNN / ORT kernel selection
-            pipe = select(case)
+            select(case)
             for i in range(config.warmup):
-                pipe.fuse(*frames[i % len(frames)], steps=case[1])
+                fuse(case, i)
         for _ in range(config.rounds):
             for case in cases:
-                pipe = select(case)
+                select(case)
                 memory.reset()
                 start = time.perf_counter()
                 for i in range(config.frames):
-                    result = pipe.fuse(*frames[i % len(frames)], steps=case[1])
-                    samples[case].append(result.timings_ms)
+                    samples[case].append(fuse(case, i).timings_ms)
                 throughput[case].append(config.frames / (time.perf_counter() - start))
                 mem[case] = memory.read()
         num_inputs = max(2, int(round(config.rate * config.stream_seconds)))
         for case in cases:
-            pipe = select(case)
+            select(case)
 
-            def fuse_frame(index: int, pipe: Any = pipe, steps: int = case[1]) -> float:
+            def fuse_frame(index: int, case: tuple[str, int, int] = case) -> float:
                 start = time.perf_counter()
-                pipe.fuse(*frames[index % len(frames)], steps=steps)
+                fuse(case, index)
                 return time.perf_counter() - start
 
             stream_rows.append(
@@ -274,6 +288,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 "fps": statistics.median(throughput[case]),
                 "frames": len(totals),
                 **mem[case],
+                "peak_rss_growth_mb": peak_growth[case],
             }
         )
     for row in latency_rows:
@@ -296,7 +311,17 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "unavailable": unavailable,
         "latency": latency_rows,
         "stream": stream_rows,
+        "memory": {
+            "peak_rss_before_frames_mb": peak_before_frames,
+            "peak_rss_mb": peak_rss_mb(),
+        },
     }
+    if pipelines:  # every backend runs the same torch model's networks
+        from sgdfuse_ros.models.size import model_size
+
+        report["model"] = model_size(
+            next(iter(pipelines.values())).model, config.height, config.width, config.steps
+        )
     if config.quality:
         backend = config.quality_backend or list(pipelines)[-1]  # the fastest by default
         report["quality"] = quality_table(
@@ -458,18 +483,27 @@ def format_tables(report: dict[str, Any]) -> str:
             else ""
         ),
         "",
-        "| backend | K | prior (every N) | priors ms | Stage I ms | Stage II ms | total ms | p90 ms | fps | x torch | memory MB |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| backend | K | prior (every N) | priors ms | Stage I ms | Stage II ms | total ms | p90 ms | fps | x torch | memory MB | peak RSS + MB |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["latency"]:
         memory = r.get("gpu_mem_in_use_mb", r.get("cpu_peak_rss_mb", float("nan")))
         lines.append(
             f"| {r['backend']} | {r['steps']} | {r['prior']} ({r['prior_every']}) | {r['priors_ms']:.1f} | "
             f"{r['stage1_ms']:.1f} | {r['stage2_ms']:.1f} | {r['total_ms']:.1f} | {r['total_p90_ms']:.1f} | "
-            f"{r['fps']:.2f} | {r['speedup_vs_torch']:.2f} | {memory:.0f} |"
+            f"{r['fps']:.2f} | {r['speedup_vs_torch']:.2f} | {memory:.0f} | {r['peak_rss_growth_mb']:.0f} |"
         )
     for backend, reason in report["unavailable"].items():
         lines.append(f"| {backend} | - | - | unavailable: {reason} |")
+    mem = report["memory"]
+    lines += [
+        "",
+        f"Process peak RSS {mem['peak_rss_mb']:.0f} MB: {mem['peak_rss_before_frames_mb']:.0f} MB "
+        "before the first frame (imports, weights, sessions), then each case's "
+        "'peak RSS +' in turn (the backends share this process; one backend alone needs less).",
+    ]
+    if report.get("model"):
+        lines += ["", *model_size_table(report["model"])]
     lines += [
         "",
         f"Stream at {cfg['rate']:g} Hz input (newest pair processed when free):",
@@ -501,3 +535,24 @@ def format_tables(report: dict[str, Any]) -> str:
         for t in report["targets"]:
             lines.append(f"- {t['target']}: {t['value']:.2f} -> {'met' if t['met'] else 'NOT met'}")
     return "\n".join(lines)
+
+
+def model_size_table(size: dict[str, Any]) -> list[str]:
+    """Markdown lines: parameters per part and GMAC per part and per frame for each K."""
+    params = size["params"]
+    heads = ", ".join(f"K={k} {n / 1e6:.4f}" for k, n in params["heads"].items())
+    lines = [
+        f"Model size at {size['width']}x{size['height']} (GPU-relevant; MACs of convolutions, "
+        "linear layers and matrix products): parameters Stage I "
+        f"{params['stage1'] / 1e6:.4f} M, U-Net {params['unet'] / 1e6:.4f} M, heads ({heads}) M, "
+        f"total {params['total'] / 1e6:.4f} M",
+        "",
+        "| K | Stage I GMAC | U-Net GMAC | head GMAC | per frame GMAC |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for k, s in size["steps"].items():
+        lines.append(
+            f"| {k} | {size['stage1_macs'] / 1e9:.2f} | {s['unet_macs'] / 1e9:.2f} | "
+            f"{s['head_macs'] / 1e9:.2f} | {s['frame_macs'] / 1e9:.2f} |"
+        )
+    return lines
