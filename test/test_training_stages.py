@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from training_helpers import tiny_config, write_pair_folder
 
-from sgdfuse_ros.model_io import load_weights
+from sgdfuse_ros.model_io import load_weights, save_weights
+from sgdfuse_ros.models.sgdfuse import PRESETS, SGDFuse
 from training import train_stage1, train_stage2
 from training.datasets import FullFramePairs, PairSource
 
@@ -95,3 +97,40 @@ def test_finetune_and_no_prior_variants(tmp_path: Path) -> None:
     assert torch.equal(
         model.unet.out[2].weight, denoised.unet.out[2].weight
     )  # not used by the heads
+
+
+def test_stage1_continues_from_init_weights_with_the_structure_loss(tmp_path: Path) -> None:
+    """``stage1.init_weights`` starts from a file's Stage I (not random) and the structure term is
+    logged and recorded; a file of another architecture is refused instead of half-loaded."""
+    train = write_pair_folder(tmp_path / "train", count=2, height=48, width=48)
+    config = tiny_config(tmp_path, train, train)
+    assert train_stage1.main(["--config", str(config), "--no-eval"]) == 0
+    first, _ = load_weights(tmp_path / "s1" / "stage1.pt")
+    continued = [
+        "--config",
+        str(config),
+        "--no-eval",
+        "--set",
+        f"stage1.init_weights={tmp_path / 's1' / 'stage1.pt'}",
+        "--set",
+        f"stage1.run_dir={tmp_path / 's1b'}",
+        "--set",
+        "stage1.iters=1",
+        "--set",
+        "stage1.lr=0.0",
+        "--set",
+        "loss.lambda_structure=0.5",
+    ]
+    assert train_stage1.main(continued) == 0
+    again, meta = load_weights(tmp_path / "s1b" / "stage1.pt")
+    for name, value in first.stage1.state_dict().items():  # lr 0: the init weights, unchanged
+        assert torch.equal(value, again.stage1.state_dict()[name])
+    assert meta["stage1"]["loss"]["lambda_structure"] == 0.5
+    assert meta["stage1"]["init_weights"] == str(tmp_path / "s1" / "stage1.pt")
+    assert "loss_structure" in (tmp_path / "s1b" / "log.csv").read_text().splitlines()[0]
+
+    other = tmp_path / "other.pt"
+    save_weights(SGDFuse(PRESETS["paper"]()), other, {"trained": False})
+    refused = [*continued[:4], f"stage1.init_weights={other}", *continued[5:]]
+    with pytest.raises(SystemExit, match="is not the configured preset"):
+        train_stage1.main(refused)

@@ -69,11 +69,13 @@ class LossConfig:
     lambda_intensity: float
     lambda_gradient: float
     background_weight: float  # pixels outside the priors, Stage II heads loss
+    lambda_structure: float = 0.0  # SSIM to both sources; 0 = the paper's loss
 
 
 @dataclass(frozen=True, kw_only=True)
 class Stage1Config:
     run_dir: str
+    init_weights: str | None = None  # start from this weights file's Stage I (None = random)
     iters: int
     batch_size: int = _positive()  # per process
     lr: float

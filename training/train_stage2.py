@@ -224,6 +224,7 @@ def run_phase(
                         lcfg.lambda_intensity,
                         lcfg.lambda_gradient,
                         lcfg.background_weight,
+                        lcfg.lambda_structure,
                     )
                     losses.append(loss_k)
                     parts[f"loss_K{k}"] = float(loss_k.detach())
@@ -275,6 +276,7 @@ def run_phase(
                     "lambda_intensity": lcfg.lambda_intensity,
                     "lambda_gradient": lcfg.lambda_gradient,
                     "background_weight": lcfg.background_weight,
+                    "lambda_structure": lcfg.lambda_structure,
                 },
             }
         )
