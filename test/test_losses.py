@@ -13,6 +13,8 @@ from training.losses import (
     masked_fusion_loss,
     prior_weight,
     sobel_magnitude,
+    ssim_map,
+    structure_loss,
 )
 
 
@@ -121,3 +123,47 @@ def test_denoising_loss_is_mean_squared_error() -> None:
     pred = torch.tensor([1.0, 1.0, 0.0, 0.0])
     assert denoising_loss(pred, eps).item() == pytest.approx((0 + 4 + 0 + 4) / 4)
     assert denoising_loss(eps, eps).item() == 0.0
+
+
+def textured(seed: int, size: int = 32) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 1, size, size, generator=generator)
+
+
+def test_ssim_map_is_one_for_identical_planes_and_matches_the_global_formula_on_flat_ones() -> None:
+    x = textured(0)
+    assert torch.allclose(ssim_map(x, x), torch.ones_like(x), atol=1e-5)
+    # Two flat planes: variances and covariance vanish, SSIM = (2ab + c1) / (a² + b² + c1).
+    a, b, c1 = 0.2, 0.6, 0.01**2
+    flat = ssim_map(torch.full((1, 1, 16, 16), a), torch.full((1, 1, 16, 16), b))
+    expected = (2 * a * b + c1) / (a * a + b * b + c1)
+    assert torch.allclose(flat, torch.full_like(flat, expected), atol=1e-3)
+    # An inverted texture is structurally opposite: strongly negative SSIM.
+    assert ssim_map(x, 1.0 - x).mean().item() < -0.5
+
+
+def test_structure_loss_prefers_keeping_both_sources_structure() -> None:
+    ir, vis = textured(1), textured(2)
+    keeps_ir = structure_loss(ir, ir, vis).item()
+    blurred = torch.nn.functional.avg_pool2d(ir, 5, stride=1, padding=2)
+    # Keeping one source exactly scores half the loss of losing all texture of both.
+    assert structure_loss(torch.full_like(ir, 0.5), ir, vis).item() > keeps_ir
+    assert structure_loss(blurred, ir, vis).item() > keeps_ir
+    # A weight of zero off a region removes that region's contribution.
+    weight = torch.zeros_like(ir)
+    assert structure_loss(blurred, ir, vis, weight).item() == 0.0
+
+
+def test_fusion_loss_adds_the_structure_term_only_when_weighted() -> None:
+    ir, vis, fused = textured(3), textured(4), textured(5)
+    paper, parts = fusion_loss(fused, ir, vis, 1.5, 1.0)
+    assert "structure" not in parts
+    with_structure, parts = fusion_loss(fused, ir, vis, 1.5, 1.0, lambda_structure=0.5)
+    assert with_structure.item() == pytest.approx(paper.item() + 0.5 * parts["structure"])
+    assert parts["structure"] == pytest.approx(structure_loss(fused, ir, vis).item())
+    # The masked head loss passes it through with the prior weight.
+    masks = torch.ones_like(ir)
+    masked, _ = masked_fusion_loss(
+        fused, ir, vis, masks, masks, 1.5, 1.0, 0.5, lambda_structure=0.5
+    )
+    assert masked.item() == pytest.approx(with_structure.item(), rel=1e-6)

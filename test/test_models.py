@@ -272,3 +272,36 @@ def test_cached_noise_follows_frame_size_steps_and_seed():
             model._noise_cache.clear()
             fresh, _ = model(*pair(h, w), steps=steps)
             assert torch.equal(cached, fresh), (h, w, steps, seed)
+
+
+def test_sources_head_starts_at_f1_and_can_keep_either_source_exactly():
+    head = HFAH([16, 8], steps=1, width=8, output="sources")
+    feats = [torch.randn(1, 16, 4, 4), torch.randn(1, 8, 8, 8)]
+    y1 = torch.rand(1, 1, 8, 8)
+    ir, vis_y = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8)
+    assert torch.equal(head(feats, y1, ir, vis_y), y1)  # zero coefficients: F1 exactly
+    with torch.no_grad():
+        head.out.bias.copy_(torch.tensor([1.0, 0.0]))  # a = 1, b = 0: the IR pixels
+    assert torch.allclose(head(feats, y1, ir, vis_y), ir, atol=1e-6)
+    with torch.no_grad():
+        head.out.bias.copy_(torch.tensor([0.0, 1.0]))  # the visible luminance
+    assert torch.allclose(head(feats, y1, ir, vis_y), vis_y, atol=1e-6)
+    with torch.no_grad():
+        head.out.bias.copy_(torch.tensor([0.0, 0.0]))
+    (head(feats, y1, ir, vis_y) - torch.maximum(ir, vis_y)).abs().mean().backward()
+    assert head.out.weight.grad.abs().sum() > 0 and head.out.bias.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="is not one of: correction, sources"):
+        HFAH([16, 8], steps=1, output="residual")
+
+
+def test_head_output_is_part_of_the_config_and_old_configs_read_as_correction():
+    sources = small_config()
+    sources.head_output = "sources"
+    data = sources.to_dict()
+    assert data["head_output"] == "sources"
+    model = SGDFuse(SGDFuseConfig.from_dict(data))
+    assert all(head.output == "sources" for head in model.heads.values())
+    # Weights written before the option existed have no key: they keep the correction head,
+    # and a correction config writes no key (its dict, and the files' hashes, are unchanged).
+    assert "head_output" not in small_config().to_dict()
+    assert SGDFuseConfig.from_dict(small_config().to_dict()).head_output == "correction"

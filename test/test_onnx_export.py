@@ -105,6 +105,24 @@ def test_unet_and_head_graphs_match_torch_stage2(model, exported, steps):
     np.testing.assert_allclose(fused, expected.numpy(), atol=ATOL, rtol=0)
 
 
+def test_sources_head_graph_matches_torch(tmp_path):
+    """The source-anchored head form exports and runs like the correction form."""
+    torch.manual_seed(2)
+    config = small_config()
+    config.head_output = "sources"
+    model = SGDFuse(config).eval()
+    for head in model.heads.values():
+        torch.nn.init.normal_(head.out.weight, std=0.3)
+    runner = OnnxRuntimeRunner(model, "cpu", exported=ensure_fusion_onnx(model, tmp_path / "cache"))
+    reference = TorchRunner(model, "cpu", fp16=False)
+    ir, vis, m_ir, m_vis = frame(48, 64, seed=5)
+    for steps in model.supported_steps:
+        fused, _, _ = runner.run(ir, vis, m_ir, m_vis, steps)
+        want, f1, _ = reference.run(ir, vis, m_ir, m_vis, steps)
+        np.testing.assert_allclose(fused, want, atol=ATOL, rtol=0)
+        assert np.abs(want - f1).max() > 1e-3  # the head really moved F1
+
+
 @pytest.mark.parametrize("hw", [(50, 71)])  # an unpadded size goes through the padding
 def test_runner_matches_torch_runner_for_every_k(model, exported, hw):
     runner = OnnxRuntimeRunner(model, "cpu", exported=exported)

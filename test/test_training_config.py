@@ -16,9 +16,7 @@ from training.common import REPO_ROOT
 from training.config import ConfigError, TrainingConfig, load_config
 
 CONFIGS = REPO_ROOT / "training" / "configs"
-STAGE1_KEYS = (
-    "run_dir, iters, batch_size, lr, lr_min_ratio, log_every, val_every, ckpt_every, eval_max_pairs"
-)
+STAGE1_KEYS = "run_dir, init_weights, iters, batch_size, lr, lr_min_ratio, log_every, val_every, ckpt_every, eval_max_pairs"
 
 
 @pytest.fixture
@@ -109,7 +107,7 @@ def test_unknown_nested_and_top_level_keys(config_file: Path) -> None:
     edit(config_file, lambda raw: raw["stage2"]["heads"].update(step=[1]))
     message = error_of(config_file)
     assert "unknown key stage2.heads.step " in message and "section stage2.heads:" in message
-    assert "steps, finetune_unet, unet_lr_scale" in message
+    assert "steps, output, finetune_unet, unet_lr_scale" in message
     edit(config_file, lambda raw: (raw["stage2"]["heads"].pop("step"), raw.update(sed=1)))
     message = error_of(config_file)
     assert (

@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from training_helpers import tiny_config, write_pair_folder
 
-from sgdfuse_ros.model_io import load_weights
+from sgdfuse_ros.model_io import load_weights, save_weights
+from sgdfuse_ros.models.sgdfuse import PRESETS, SGDFuse
 from training import train_stage1, train_stage2
 from training.datasets import FullFramePairs, PairSource
 
@@ -95,3 +97,68 @@ def test_finetune_and_no_prior_variants(tmp_path: Path) -> None:
     assert torch.equal(
         model.unet.out[2].weight, denoised.unet.out[2].weight
     )  # not used by the heads
+
+
+def test_stage1_continues_from_init_weights_with_the_structure_loss(tmp_path: Path) -> None:
+    """``stage1.init_weights`` starts from a file's Stage I (not random) and the structure term is
+    logged and recorded; a file of another architecture is refused instead of half-loaded."""
+    train = write_pair_folder(tmp_path / "train", count=2, height=48, width=48)
+    config = tiny_config(tmp_path, train, train)
+    assert train_stage1.main(["--config", str(config), "--no-eval"]) == 0
+    first, _ = load_weights(tmp_path / "s1" / "stage1.pt")
+    continued = [
+        "--config",
+        str(config),
+        "--no-eval",
+        "--set",
+        f"stage1.init_weights={tmp_path / 's1' / 'stage1.pt'}",
+        "--set",
+        f"stage1.run_dir={tmp_path / 's1b'}",
+        "--set",
+        "stage1.iters=1",
+        "--set",
+        "stage1.lr=0.0",
+        "--set",
+        "loss.lambda_structure=0.5",
+    ]
+    assert train_stage1.main(continued) == 0
+    again, meta = load_weights(tmp_path / "s1b" / "stage1.pt")
+    for name, value in first.stage1.state_dict().items():  # lr 0: the init weights, unchanged
+        assert torch.equal(value, again.stage1.state_dict()[name])
+    assert meta["stage1"]["loss"]["lambda_structure"] == 0.5
+    assert meta["stage1"]["init_weights"] == str(tmp_path / "s1" / "stage1.pt")
+    assert "loss_structure" in (tmp_path / "s1b" / "log.csv").read_text().splitlines()[0]
+
+    other = tmp_path / "other.pt"
+    save_weights(SGDFuse(PRESETS["paper"]()), other, {"trained": False})
+    refused = [*continued[:4], f"stage1.init_weights={other}", *continued[5:]]
+    with pytest.raises(SystemExit, match="is not the configured preset"):
+        train_stage1.main(refused)
+
+
+def test_heads_only_run_on_a_finished_model_with_source_anchored_heads(tmp_path: Path) -> None:
+    """``stage2.reuse_unet`` trains only the heads on a finished model's U-Net (no denoiser
+    phase), and ``stage2.heads.output`` rebuilds them in another output form."""
+    train = write_pair_folder(tmp_path / "train", count=2, height=48, width=48)
+    config = tiny_config(tmp_path, train, train)
+    assert train_stage1.main(["--config", str(config), "--no-eval"]) == 0
+    assert train_stage2.main(["--config", str(config), "--no-eval"]) == 0
+    finished, _ = load_weights(tmp_path / "weights" / "tiny.pt")
+    args = ["--config", str(config), "--no-eval"]
+    for item in (
+        f"stage2.stage1_weights={tmp_path / 'weights' / 'tiny.pt'}",
+        "stage2.reuse_unet=true",
+        "stage2.heads.output=sources",
+        f"stage2.run_dir={tmp_path / 's2b'}",
+        f"stage2.output={tmp_path / 'sources.pt'}",
+    ):
+        args += ["--set", item]
+    assert train_stage2.main(args) == 0
+    model, meta = load_weights(tmp_path / "sources.pt")
+    assert model.config.head_output == "sources"
+    assert meta["stage2"]["denoiser"]["reused_from"] == str(tmp_path / "weights" / "tiny.pt")
+    assert not (tmp_path / "s2b" / "denoiser").exists()
+    for part in ("stage1", "unet"):
+        for name, value in getattr(finished, part).state_dict().items():
+            assert torch.equal(value, getattr(model, part).state_dict()[name]), name
+    assert model.heads["1"].out.weight.shape[0] == 2 and model.heads["1"].out.weight.abs().sum() > 0

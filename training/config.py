@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from sgdfuse_ros.models.hfah import HEAD_OUTPUTS
 from sgdfuse_ros.models.sgdfuse import PRESETS
 from sgdfuse_ros.semantics import PRIOR_BACKEND_KINDS
 
@@ -69,11 +70,13 @@ class LossConfig:
     lambda_intensity: float
     lambda_gradient: float
     background_weight: float  # pixels outside the priors, Stage II heads loss
+    lambda_structure: float = 0.0  # SSIM to both sources; 0 = the paper's loss
 
 
 @dataclass(frozen=True, kw_only=True)
 class Stage1Config:
     run_dir: str
+    init_weights: str | None = None  # start from this weights file's Stage I (None = random)
     iters: int
     batch_size: int = _positive()  # per process
     lr: float
@@ -102,6 +105,7 @@ class DenoiserConfig(PhaseConfig):
 @dataclass(frozen=True, kw_only=True)
 class HeadsConfig(PhaseConfig):
     steps: tuple[int, ...]  # one HFAH head per K
+    output: str | None = field(default=None, metadata=_choices(*HEAD_OUTPUTS))  # None: the file's
     finetune_unet: bool = False
     unet_lr_scale: float = 0.1
 
@@ -111,6 +115,9 @@ class Stage2Config:
     run_dir: str
     stage1_weights: str
     denoiser_checkpoint: str | None = None  # None = <run_dir>/denoiser/checkpoint.pt
+    reuse_unet: bool = (
+        False  # stage1_weights is a full model whose U-Net is trained: no denoiser phase
+    )
     denoiser: DenoiserConfig
     heads: HeadsConfig
     log_every: int = _positive()
@@ -271,7 +278,7 @@ def _build(cls: Any, raw: Any, prefix: str, origins: _Origins) -> Any:
             continue
         value = _convert(raw[f.name], hint, dotted, origins.of(dotted))
         choices = f.metadata.get("choices")
-        if choices is not None and value not in choices:
+        if choices is not None and value is not None and value not in choices:
             raise ConfigError(
                 f"{origins.of(dotted)}: {dotted} must be one of {', '.join(choices)}; got {value!r}"
             )

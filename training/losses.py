@@ -7,7 +7,14 @@ Stage I (eqs. 13–15) and the Stage II head (eqs. 16–19) share two terms:
 * gradient: ``| |∇Y_f| − max(|∇I_ir|, |∇Y_vis|) |₁`` with Sobel magnitudes (|G_x| + |G_y|) —
   keep the stronger edge of the two sources per pixel.
 
-Weighted ``λ1 = 1.5`` (intensity) and ``λ2 = 1`` (gradient). The head's loss is mask-guided:
+Weighted ``λ1 = 1.5`` (intensity) and ``λ2 = 1`` (gradient). An optional third term,
+
+* structure: ``1 − ½(SSIM(Y_f, I_ir) + SSIM(Y_f, Y_vis))`` weighted ``λ3`` — the two max terms
+  reward a smooth per-pixel maximum and say nothing about keeping each source's local structure
+  (contrast, texture layout), which is what MI, VIF, Qabf and SSIM measure; ``λ3 = 0`` is the
+  paper's loss.
+
+ The head's loss is mask-guided:
 both terms are weighted by ``M = max(M_ir, M_vis)``. Prior maps are sparse (mostly zero on road,
 sky and walls), so the paper's masked loss alone leaves most of the frame unsupervised and the
 head may do anything there. The documented background term adds the same two terms weighted by
@@ -30,6 +37,32 @@ def sobel_magnitude(y: torch.Tensor) -> torch.Tensor:
     return grads.abs().sum(dim=1, keepdim=True)
 
 
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-pixel SSIM of two B×1×H×W planes in [0, 1] (Gaussian 11×11, σ = 1.5, as Wang et al.),
+    reflect-padded so the map has the planes' size and can be weighted per pixel."""
+    window = _gaussian_window().to(device=x.device, dtype=x.dtype)
+    pad = window.shape[-1] // 2
+
+    def blur(z: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(z, (pad, pad, pad, pad), mode="reflect"), window)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+    )
+
+
 def _weighted_mean(diff: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     """Mean over all pixels of weight·|diff| (the paper's ‖M ⊙ ·‖₁ per pixel)."""
     return diff.abs().mean() if weight is None else (weight * diff.abs()).mean()
@@ -50,6 +83,14 @@ def gradient_loss(
     return _weighted_mean(sobel_magnitude(fused_y) - target, weight)
 
 
+def structure_loss(
+    fused_y: torch.Tensor, ir: torch.Tensor, vis_y: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``1 − ½(SSIM(Y_f, I_ir) + SSIM(Y_f, Y_vis))``: keep the local structure of both sources."""
+    dissimilarity = 1.0 - 0.5 * (ssim_map(fused_y, ir) + ssim_map(fused_y, vis_y))
+    return _weighted_mean(dissimilarity, weight)
+
+
 def fusion_loss(
     fused_y: torch.Tensor,
     ir: torch.Tensor,
@@ -57,12 +98,18 @@ def fusion_loss(
     lambda_intensity: float = 1.5,
     lambda_gradient: float = 1.0,
     weight: torch.Tensor | None = None,
+    lambda_structure: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. 13: λ1·L_int + λ2·L_grad; returns the loss and its parts for logging."""
+    """Eq. 13: λ1·L_int + λ2·L_grad (+ λ3·L_struct); returns the loss and its parts for logging."""
     l_int = intensity_loss(fused_y, ir, vis_y, weight)
     l_grad = gradient_loss(fused_y, ir, vis_y, weight)
     total = lambda_intensity * l_int + lambda_gradient * l_grad
-    return total, {"intensity": float(l_int.detach()), "gradient": float(l_grad.detach())}
+    parts = {"intensity": float(l_int.detach()), "gradient": float(l_grad.detach())}
+    if lambda_structure:
+        l_struct = structure_loss(fused_y, ir, vis_y, weight)
+        total = total + lambda_structure * l_struct
+        parts["structure"] = float(l_struct.detach())
+    return total, parts
 
 
 def prior_weight(m_ir: torch.Tensor, m_vis: torch.Tensor, background_weight: float) -> torch.Tensor:
@@ -82,10 +129,13 @@ def masked_fusion_loss(
     lambda_intensity: float = 1.5,
     lambda_gradient: float = 1.0,
     background_weight: float = 0.5,
+    lambda_structure: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eqs. 16–19 plus the background term: the fusion loss weighted by ``M + β(1 − M)``."""
     weight = prior_weight(m_ir, m_vis, background_weight)
-    return fusion_loss(fused_y, ir, vis_y, lambda_intensity, lambda_gradient, weight)
+    return fusion_loss(
+        fused_y, ir, vis_y, lambda_intensity, lambda_gradient, weight, lambda_structure
+    )
 
 
 def denoising_loss(eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

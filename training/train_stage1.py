@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from sgdfuse_ros.model_io import save_weights
+from sgdfuse_ros.model_io import load_weights, save_weights
 from sgdfuse_ros.models.color import rgb_to_ycbcr
 from sgdfuse_ros.models.sgdfuse import PRESETS, SGDFuse, pad_to_multiple
 from training import evaluation
@@ -83,6 +83,18 @@ def validation_mosaic(model: SGDFuse, frames: FullFramePairs, device: torch.devi
     return mosaic(rows)
 
 
+def initial_stage1(path: str, model: SGDFuse) -> dict[str, torch.Tensor]:
+    """The Stage I tensors of a weights file, refused when its architecture differs from the
+    configured preset (a silent partial load would train something else than the config says)."""
+    source, _ = load_weights(path)
+    if source.config.stage1 != model.config.stage1:
+        raise SystemExit(
+            f"stage1.init_weights {path}: its Stage I ({source.config.stage1}) is not the "
+            f"configured preset's ({model.config.stage1})"
+        )
+    return source.stage1.state_dict()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = read_config(args.config, args.set)
@@ -105,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- model and optimizer (only Stage I is trained here)
     model = SGDFuse(PRESETS[cfg.model]()).to(device)
+    if (
+        scfg.init_weights
+    ):  # continue an earlier Stage I (e.g. a committed checkpoint) from its weights
+        model.stage1.load_state_dict(initial_stage1(scfg.init_weights, model))
+        LOG.info("stage 1 starts from the weights of %s", scfg.init_weights)
     net = model.stage1
     trained = DistributedDataParallel(net) if dist_info.world_size > 1 else net
     optimizer = torch.optim.Adam(net.parameters(), lr=scfg.lr)
@@ -139,7 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         with autocast(device, run.use_amp):
             f1 = trained(ir, vis)
         f1_y = rgb_to_ycbcr(f1.float())[:, :1]  # the luminance the metrics see (after RGB clamp)
-        loss, parts = fusion_loss(f1_y, ir, vis_y, lcfg.lambda_intensity, lcfg.lambda_gradient)
+        loss, parts = fusion_loss(
+            f1_y,
+            ir,
+            vis_y,
+            lcfg.lambda_intensity,
+            lcfg.lambda_gradient,
+            lambda_structure=lcfg.lambda_structure,
+        )
         optimizer_step(loss, optimizer, scaler)
         step += 1
         clock.step()
@@ -175,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
             "crop": dcfg.crop,
             "lr": scfg.lr,
             "lr_min_ratio": scfg.lr_min_ratio,
+            "init_weights": scfg.init_weights,
             "loss": {
                 "lambda_intensity": lcfg.lambda_intensity,
                 "lambda_gradient": lcfg.lambda_gradient,
+                "lambda_structure": lcfg.lambda_structure,
             },
             "wall_time_s": round(elapsed, 1),
             "machine": machine_description(),

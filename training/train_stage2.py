@@ -23,6 +23,7 @@ and evaluates each K in ``eval_steps`` next to F1, plain mean / max fusion and t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -224,6 +225,7 @@ def run_phase(
                         lcfg.lambda_intensity,
                         lcfg.lambda_gradient,
                         lcfg.background_weight,
+                        lcfg.lambda_structure,
                     )
                     losses.append(loss_k)
                     parts[f"loss_K{k}"] = float(loss_k.detach())
@@ -275,12 +277,21 @@ def run_phase(
                     "lambda_intensity": lcfg.lambda_intensity,
                     "lambda_gradient": lcfg.lambda_gradient,
                     "background_weight": lcfg.background_weight,
+                    "lambda_structure": lcfg.lambda_structure,
                 },
             }
         )
     if dist_info.is_main:
         write_json(run_dir / "done.json", record)
     return record
+
+
+def with_new_heads(model: SGDFuse, output: str) -> SGDFuse:
+    """The same Stage I and U-Net with fresh (zero-output) heads of another output form."""
+    rebuilt = SGDFuse(dataclasses.replace(model.config, head_output=output))
+    rebuilt.stage1.load_state_dict(model.stage1.state_dict())
+    rebuilt.unet.load_state_dict(model.unet.state_dict())
+    return rebuilt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         LOG.warning(
             "stage1 weights config differs from preset %r; using the weights' config", cfg.model
         )
+    if s2.heads.output is not None and s2.heads.output != model.config.head_output:
+        model = with_new_heads(model, s2.heads.output)
+        LOG.info("HFAH heads rebuilt with output %r (untrained: they return F1)", s2.heads.output)
     model = model.to(device)
 
     # ---- data with cached priors (computed once, by rank 0 first so ranks do not race)
@@ -328,7 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(s2.run_dir)
     denoiser_ckpt = Path(s2.denoiser_checkpoint or run_dir / "denoiser" / "checkpoint.pt")
     denoiser_done = denoiser_ckpt.parent / "done.json"
-    if args.phase in ("all", "denoiser") and not (args.resume and denoiser_done.is_file()):
+    if s2.reuse_unet:  # the U-Net of stage1_weights is trained already: heads only
+        records["denoiser"] = {
+            "reused_from": s2.stage1_weights,
+            **stage1_meta.get("stage2", {}).get("denoiser", {}),
+        }
+        LOG.info("U-Net reused from %s (no denoiser phase)", s2.stage1_weights)
+    elif args.phase in ("all", "denoiser") and not (args.resume and denoiser_done.is_file()):
         records["denoiser"] = run_phase(
             "denoiser", model, cfg, train_set, mosaic_frames, run, args.resume
         )

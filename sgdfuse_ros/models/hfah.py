@@ -18,11 +18,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+HEAD_OUTPUTS = ("correction", "sources")
+
 
 class HFAH(nn.Module):
-    def __init__(self, decoder_channels: list[int], steps: int, width: int = 16) -> None:
+    """``output`` chooses how the refinement becomes the fused luminance Y:
+
+    * ``correction``: ``Y = ½(tanh(atanh(2·F1 − 1) + c) + 1)``, a free correction c of F1;
+    * ``sources``: ``Y = F1 + a·(I_ir − F1) + b·(Y_vis − F1)`` (clamped to [0, 1]) with two
+      per-pixel coefficients: the head moves F1 towards the source pixels instead of drawing new
+      values, so where it settles on a source (a = 1 or b = 1) that source's value is kept
+      exactly. A re-synthesised pixel carries an error of about a grey level everywhere, and
+      source fidelity (MI, VIF, Qabf) is lost to that error alone (training/results).
+
+    Both start at zero (the last conv is zero-initialised), so an untrained head returns F1.
+    """
+
+    def __init__(
+        self, decoder_channels: list[int], steps: int, width: int = 16, output: str = "correction"
+    ) -> None:
         super().__init__()
+        if output not in HEAD_OUTPUTS:
+            raise ValueError(f"head output {output!r} is not one of: {', '.join(HEAD_OUTPUTS)}")
         self.steps = steps
+        self.output = output
         self.project = nn.ModuleList(
             nn.Sequential(nn.Conv2d(steps * c, width, 1), nn.GELU()) for c in decoder_channels
         )
@@ -34,7 +53,7 @@ class HFAH(nn.Module):
             nn.Conv2d(width, width, 3, padding=1),
             nn.GELU(),
         )
-        self.out = nn.Conv2d(width, 1, 3, padding=1)
+        self.out = nn.Conv2d(width, 1 if output == "correction" else 2, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -61,5 +80,13 @@ class HFAH(nn.Module):
         correction = self.out(
             self.refine(torch.cat([merged, f1_luminance, ir, vis_luminance], dim=1))
         )
+        if self.output == "sources":
+            toward_ir, toward_vis = correction[:, :1], correction[:, 1:2]
+            moved = (
+                f1_luminance
+                + toward_ir * (ir - f1_luminance)
+                + toward_vis * (vis_luminance - f1_luminance)
+            )
+            return moved.clamp(0.0, 1.0)
         base = torch.atanh((2 * f1_luminance - 1).clamp(-0.999, 0.999))
         return 0.5 * (torch.tanh(base + correction) + 1)

@@ -31,6 +31,7 @@ class SGDFuseConfig:
     num_timesteps: int = 1000
     timesteps: dict[int, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_TIMESTEPS))
     head_width: int = 16
+    head_output: str = "correction"  # HFAH output form (models/hfah.py: HEAD_OUTPUTS)
     noise_seed: int = 0
 
     def to_dict(self) -> dict:
@@ -41,6 +42,7 @@ class SGDFuseConfig:
             "num_timesteps": self.num_timesteps,
             "timesteps": {str(k): list(v) for k, v in self.timesteps.items()},
             "head_width": self.head_width,
+            **({"head_output": self.head_output} if self.head_output != "correction" else {}),
             "noise_seed": self.noise_seed,
         }
 
@@ -62,6 +64,7 @@ class SGDFuseConfig:
                 else dict(DEFAULT_TIMESTEPS)
             ),
             head_width=int(data.get("head_width", 16)),
+            head_output=str(data.get("head_output", "correction")),
             noise_seed=int(data.get("noise_seed", 0)),
         )
 
@@ -110,7 +113,7 @@ class SGDFuse(nn.Module):
         self.schedule = NoiseSchedule(config.schedule, config.num_timesteps)
         self.heads = nn.ModuleDict(
             {
-                str(k): HFAH(config.unet.decoder_channels, k, config.head_width)
+                str(k): HFAH(config.unet.decoder_channels, k, config.head_width, config.head_output)
                 for k in sorted(config.timesteps)
             }
         )
