@@ -27,7 +27,6 @@ from sgdfuse_ros.io.image_codec import (
     ImageDecodeError,
     check_pixel_limit,
     compressed_dimensions,
-    encode_array,
 )
 from sgdfuse_ros.ros.diagnostics import (
     FusionStats,
@@ -287,10 +286,12 @@ class NodeRig:
         return self.log.read_text(errors="replace")
 
     def pair(self, height: int = 64, width: int = 80, offset_ns: int = 0) -> tuple:
+        from test_ros_bad_input import image  # rclpy-only module: imported where rclpy runs
+
         self.stamp += 1  # a second apart: never within the sync slop of another frame
         return (
-            _image(self.rng.integers(0, 256, (height, width), np.uint8), "mono8", self.stamp),
-            _image(
+            image(self.rng.integers(0, 256, (height, width), np.uint8), "mono8", self.stamp),
+            image(
                 self.rng.integers(0, 256, (height, width, 3), np.uint8),
                 "rgb8",
                 self.stamp,
@@ -324,24 +325,6 @@ class NodeRig:
 
         self.observer.close()
         assert stop_process(self.process) == 0, self.log_text()
-
-
-def _image(array: np.ndarray, encoding: str, stamp_s: int, offset_ns: int = 0) -> object:
-    from sensor_msgs.msg import Image
-
-    fields = encode_array(array, encoding)
-    msg = Image(
-        height=fields.height,
-        width=fields.width,
-        encoding=fields.encoding,
-        is_bigendian=fields.is_bigendian,
-        step=fields.step,
-    )
-    msg.data = fields.data
-    msg.header.stamp.sec = stamp_s
-    msg.header.stamp.nanosec = offset_ns
-    msg.header.frame_id = "cam"
-    return msg
 
 
 @pytest.fixture(scope="class")

@@ -17,7 +17,7 @@ pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from sgdfuse_ros.io.image_codec import encode_array  # noqa: E402
+from sgdfuse_ros.io.image_codec import encode_array, image_message  # noqa: E402
 from sgdfuse_ros.ros import launch_args  # noqa: E402
 from sgdfuse_ros.ros.client import FusionObserver  # noqa: E402
 from sgdfuse_ros.ros.process import (  # noqa: E402
@@ -31,17 +31,11 @@ WAIT = 60.0
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def image(array: np.ndarray, encoding: str, stamp_s: int) -> Image:
-    fields = encode_array(array, encoding)
-    msg = Image(
-        height=fields.height,
-        width=fields.width,
-        encoding=fields.encoding,
-        is_bigendian=fields.is_bigendian,
-        step=fields.step,
-    )
-    msg.data = fields.data
+def image(array: np.ndarray, encoding: str, stamp_s: int, offset_ns: int = 0) -> Image:
+    """An Image message of ``array`` stamped ``stamp_s`` s + ``offset_ns`` ns."""
+    msg = image_message(Image, encode_array(array, encoding))
     msg.header.stamp.sec = stamp_s
+    msg.header.stamp.nanosec = offset_ns
     msg.header.frame_id = "rgb_optical"
     return msg
 
