@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from node_rig import NodeRigBase
 
 from sgdfuse_ros.io.image_codec import (
     ImageDecodeError,
@@ -240,8 +241,10 @@ class StatusHistory:
             return [item for item in self.items if item[0] >= start]
 
 
-class NodeRig:
+class NodeRig(NodeRigBase):
     """fusion_node as a process on this test's domain, an observer and two image publishers."""
+
+    wait_s = WAIT
 
     def __init__(self, tmp: Path, overrides: dict, topics: dict | None = None) -> None:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -282,9 +285,6 @@ class NodeRig:
             assert self.process.poll() is None, self.log_text()
             time.sleep(0.05)
 
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
     def pair(self, height: int = 64, width: int = 80, offset_ns: int = 0) -> tuple:
         from test_ros_bad_input import image  # rclpy-only module: imported where rclpy runs
 
@@ -299,26 +299,12 @@ class NodeRig:
             ),
         )
 
+    def good_pair(self) -> tuple:
+        return self.pair()
+
     def send(self, thermal: object, rgb: object, thermal_pub=None, rgb_pub=None) -> None:  # noqa: ANN001
         (thermal_pub or self.thermal).publish(thermal)
         (rgb_pub or self.rgb).publish(rgb)
-
-    def assert_recovers(self) -> None:
-        thermal, rgb = self.pair()
-        self.send(thermal, rgb)
-        stamp_ns = rgb.header.stamp.sec * 1_000_000_000
-        observer = self.observer
-        assert observer.wait_for(
-            lambda: any(item.stamp == stamp_ns for item in observer.fused), WAIT
-        ), self.log_text()
-        assert self.process.poll() is None
-
-    def wait_counter(self, key: str, at_least: int = 1) -> int:
-        observer = self.observer
-        observer.wait_for(lambda: observer.counter(key) >= at_least, WAIT)
-        value = observer.counter(key)
-        assert value >= at_least, (key, observer.diagnostics, self.log_text()[-3000:])
-        return value
 
     def close(self) -> None:
         from sgdfuse_ros.ros.process import stop_process

@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 
+from node_rig import WAIT, NodeRigBase  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -27,7 +28,6 @@ from sgdfuse_ros.ros.process import (  # noqa: E402
 )
 
 H, W = 64, 80
-WAIT = 60.0
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -40,7 +40,7 @@ def image(array: np.ndarray, encoding: str, stamp_s: int, offset_ns: int = 0) ->
     return msg
 
 
-class BadInputRig:
+class BadInputRig(NodeRigBase):
     """fusion_node with reliable input QoS, a short watchdog and a long log throttle period."""
 
     def __init__(self, tmp: Path) -> None:
@@ -73,9 +73,6 @@ class BadInputRig:
         self.stamp = 100
         self.rng = np.random.default_rng(0)
 
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
     def next_stamp(self) -> int:
         self.stamp += 1  # one second apart: never within the sync slop of another frame
         return self.stamp
@@ -86,30 +83,6 @@ class BadInputRig:
             image(self.rng.integers(0, 256, (H, W), dtype=np.uint8), "mono8", stamp),
             image(self.rng.integers(0, 256, (H, W, 3), dtype=np.uint8), "rgb8", stamp),
         )
-
-    def send(self, thermal: Image | None, rgb: Image | None) -> None:
-        if thermal is not None:
-            self.thermal.publish(thermal)
-        if rgb is not None:
-            self.rgb.publish(rgb)
-
-    def assert_recovers(self) -> None:
-        """The node is alive and fuses the next good pair (by its stamp)."""
-        thermal, rgb = self.good_pair()
-        self.send(thermal, rgb)
-        stamp_ns = rgb.header.stamp.sec * 1_000_000_000
-        observer = self.observer
-        assert observer.wait_for(
-            lambda: any(item.stamp == stamp_ns for item in observer.fused), WAIT
-        ), self.log_text()
-        assert self.process.poll() is None
-
-    def wait_counter(self, key: str, at_least: int = 1) -> int:
-        observer = self.observer
-        observer.wait_for(lambda: observer.counter(key) >= at_least, WAIT)
-        value = observer.counter(key)
-        assert value >= at_least, (key, observer.diagnostics)
-        return value
 
     def wait_log(self, pattern: str) -> str:
         deadline = time.monotonic() + WAIT
