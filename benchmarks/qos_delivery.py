@@ -52,10 +52,12 @@ def publish(reliable: bool, frames: int, rate: float, tail: int = 0, settle: flo
     publishers = {
         which: node.create_publisher(Image, topic, qos) for which, topic in TOPICS.items()
     }
-    thermal = Image(height=512, width=640, encoding="mono16", step=1280)
-    thermal.data = np.random.default_rng(0).integers(0, 65535, 512 * 640, np.uint16).tobytes()
-    rgb = Image(height=480, width=640, encoding="rgb8", step=1920)
-    rgb.data = np.random.default_rng(1).integers(0, 255, 480 * 640 * 3, np.uint8).tobytes()
+    from sgdfuse_ros.io.image_codec import encode_array, image_message
+
+    ir = np.random.default_rng(0).integers(0, 65535, (512, 640), np.uint16)
+    vis = np.random.default_rng(1).integers(0, 255, (480, 640, 3), np.uint8)
+    thermal = image_message(Image, encode_array(ir, "mono16"))
+    rgb = image_message(Image, encode_array(vis, "rgb8"))
     deadline = time.monotonic() + 30.0
     while any(p.get_subscription_count() == 0 for p in publishers.values()):
         if time.monotonic() > deadline:
