@@ -374,6 +374,18 @@ class HealthMonitor:
         ]
 
 
+def _fusing_message(fused: RateMeter) -> str:
+    """The OK message: the fused rate, or what it cannot show (nothing fused yet, or fewer than
+    two frames in the rate window), instead of a misleading "0.0 fps"."""
+    rate = fused.rate()
+    if rate > 0:
+        return f"fusing at {rate:.1f} fps"
+    since = fused.seconds_since_last()
+    if since is None:
+        return "active, nothing fused yet"
+    return f"fusing, last frame {since:.1f} s ago"
+
+
 def fusion_status(stats: FusionStats, health: Health | None = None) -> tuple[str, str]:
     """Level and message of one diagnostics period.
 
@@ -391,5 +403,5 @@ def fusion_status(stats: FusionStats, health: Health | None = None) -> tuple[str
         listed = ", ".join(f"{key}={count}" for key, count in sorted(problems.items()))
         parts.append("problems: " + listed)
     if level == "ok":
-        return "ok", f"fusing at {stats.fused_out.rate():.1f} fps"
+        return "ok", _fusing_message(stats.fused_out)
     return level, "; ".join(parts)
