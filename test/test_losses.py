@@ -11,6 +11,7 @@ from training.losses import (
     gradient_loss,
     intensity_loss,
     masked_fusion_loss,
+    object_loss,
     prior_weight,
     sobel_magnitude,
     ssim_map,
@@ -167,3 +168,36 @@ def test_fusion_loss_adds_the_structure_term_only_when_weighted() -> None:
         fused, ir, vis, masks, masks, 1.5, 1.0, 0.5, lambda_structure=0.5
     )
     assert masked.item() == pytest.approx(with_structure.item(), rel=1e-6)
+
+
+def test_object_loss_pulls_each_object_to_the_source_its_prior_found_it_in() -> None:
+    ir = plane([[0.9, 0.2], [0.2, 0.2]])
+    vis = plane([[0.4, 0.8], [0.1, 0.1]])
+    m_ir = plane([[1.0, 0.0], [0.0, 0.0]])  # a hot body top left
+    m_vis = plane([[0.0, 1.0], [0.0, 0.0]])  # visible structure top right
+    kept = plane([[0.9, 0.8], [0.0, 0.0]])  # each object from its source: no loss
+    assert object_loss(kept, ir, vis, m_ir, m_vis).item() == pytest.approx(0.0)
+    swapped = plane([[0.4, 0.2], [0.0, 0.0]])  # each object from the other source
+    assert object_loss(swapped, ir, vis, m_ir, m_vis).item() == pytest.approx((0.5 + 0.6) / 4)
+    # Where both priors cover a pixel, the stronger map's source is the minimum.
+    both_ir, both_vis = plane([[0.8, 0.0], [0.0, 0.0]]), plane([[0.3, 0.0], [0.0, 0.0]])
+    values = torch.linspace(0.0, 1.0, 101)
+    costs = [
+        object_loss(plane([[float(v), 0.0], [0.0, 0.0]]), ir, vis, both_ir, both_vis).item()
+        for v in values
+    ]
+    assert values[int(torch.tensor(costs).argmin())].item() == pytest.approx(0.9)
+
+
+def test_masked_loss_adds_the_object_term_only_when_weighted() -> None:
+    gen = torch.Generator().manual_seed(3)
+    fused, ir, vis, m_ir, m_vis = (torch.rand(1, 1, 8, 8, generator=gen) for _ in range(5))
+    plain, parts = masked_fusion_loss(fused, ir, vis, m_ir, m_vis)
+    assert "object" not in parts
+    weighted, parts = masked_fusion_loss(fused, ir, vis, m_ir, m_vis, lambda_object=2.0)
+    expected = object_loss(fused, ir, vis, m_ir, m_vis).item()
+    assert parts["object"] == pytest.approx(expected)
+    assert weighted.item() == pytest.approx(plain.item() + 2.0 * expected, rel=1e-6)
+    # Zero priors: the term vanishes, whatever the output.
+    zero = torch.zeros_like(m_ir)
+    assert object_loss(fused, ir, vis, zero, zero).item() == 0.0

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sgdfuse_ros.models.color import rgb_to_ycbcr, with_luminance, ycbcr_to_rgb
 from sgdfuse_ros.models.diffusion import NoiseSchedule, fixed_noise
-from sgdfuse_ros.models.hfah import HFAH
+from sgdfuse_ros.models.hfah import HFAH, SELECT_F1_LOGIT
 from sgdfuse_ros.models.norm import GroupNorm
 from sgdfuse_ros.models.sgdfuse import SGDFuse, SGDFuseConfig, paper_config, small_config
 from sgdfuse_ros.models.stage1 import (
@@ -290,8 +292,35 @@ def test_sources_head_starts_at_f1_and_can_keep_either_source_exactly():
         head.out.bias.copy_(torch.tensor([0.0, 0.0]))
     (head(feats, y1, ir, vis_y) - torch.maximum(ir, vis_y)).abs().mean().backward()
     assert head.out.weight.grad.abs().sum() > 0 and head.out.bias.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="is not one of: correction, sources"):
+    with pytest.raises(ValueError, match="is not one of: correction, sources, select"):
         HFAH([16, 8], steps=1, output="residual")
+
+
+def test_select_head_starts_near_f1_and_a_confident_choice_is_the_candidate_exactly():
+    head = HFAH([16, 8], steps=1, width=8, output="select")
+    feats = [torch.randn(1, 16, 4, 4), torch.randn(1, 8, 8, 8)]
+    y1 = torch.rand(1, 1, 8, 8)
+    ir, vis_y = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8)
+    w_f1 = 1 / (1 + 2 * math.exp(-SELECT_F1_LOGIT))
+    start = w_f1 * y1 + (1 - w_f1) / 2 * (ir + vis_y)
+    assert torch.allclose(head(feats, y1, ir, vis_y), start, atol=1e-6)
+    for logits, candidate in (
+        ([0.0, 30.0, 0.0], ir),
+        ([0.0, 0.0, 30.0], vis_y),
+        ([30.0, 0, 0], y1),
+    ):
+        with torch.no_grad():
+            head.out.bias.copy_(torch.tensor(logits))
+        assert torch.equal(head(feats, y1, ir, vis_y), candidate)  # bit-exact source pixels
+    with torch.no_grad():  # equal logits: the plain mean, never outside the candidates' range
+        head.out.bias.zero_()
+        head.out.weight.normal_(std=5.0)
+    mixed = head(feats, y1, ir, vis_y)
+    low = torch.minimum(torch.minimum(y1, ir), vis_y)
+    high = torch.maximum(torch.maximum(y1, ir), vis_y)
+    assert bool(((mixed >= low - 1e-6) & (mixed <= high + 1e-6)).all())
+    (mixed - torch.maximum(ir, vis_y)).abs().mean().backward()
+    assert head.out.weight.grad.abs().sum() > 0
 
 
 def test_head_output_is_part_of_the_config_and_old_configs_read_as_correction():

@@ -105,11 +105,12 @@ def test_unet_and_head_graphs_match_torch_stage2(model, exported, steps):
     np.testing.assert_allclose(fused, expected.numpy(), atol=ATOL, rtol=0)
 
 
-def test_sources_head_graph_matches_torch(tmp_path):
-    """The source-anchored head form exports and runs like the correction form."""
+@pytest.mark.parametrize("output", ["sources", "select"])
+def test_other_head_forms_graph_matches_torch(tmp_path, output):
+    """The source-anchored and the selecting head forms export and run like the correction form."""
     torch.manual_seed(2)
     config = small_config()
-    config.head_output = "sources"
+    config.head_output = output
     model = SGDFuse(config).eval()
     for head in model.heads.values():
         torch.nn.init.normal_(head.out.weight, std=0.3)

@@ -150,6 +150,9 @@ def test_wrong_types_name_key_expected_type_and_value(config_file: Path) -> None
     assert error_of(config_file, ["priors.backend=sam2"]).endswith(
         "priors.backend must be one of auto, sam, classical, none; got 'sam2'"
     )
+    assert error_of(config_file, ["stage2.heads.output=blend"]).endswith(
+        "stage2.heads.output must be one of correction, sources, select; got 'blend'"
+    )
     assert "model must be one of" in error_of(config_file, ["model=huge"])
     assert error_of(config_file, ["stage2.ckpt_every=0"]).endswith(
         "stage2.ckpt_every must be at least 1, got 0"

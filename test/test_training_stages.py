@@ -136,7 +136,12 @@ def test_stage1_continues_from_init_weights_with_the_structure_loss(tmp_path: Pa
         train_stage1.main(refused)
 
 
-def test_heads_only_run_on_a_finished_model_with_source_anchored_heads(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("output", "channels", "lambda_object"), [("sources", 2, 0.0), ("select", 3, 1.0)]
+)
+def test_heads_only_run_on_a_finished_model_with_other_heads(
+    tmp_path: Path, output: str, channels: int, lambda_object: float
+) -> None:
     """``stage2.reuse_unet`` trains only the heads on a finished model's U-Net (no denoiser
     phase), and ``stage2.heads.output`` rebuilds them in another output form."""
     train = write_pair_folder(tmp_path / "train", count=2, height=48, width=48)
@@ -148,17 +153,20 @@ def test_heads_only_run_on_a_finished_model_with_source_anchored_heads(tmp_path:
     for item in (
         f"stage2.stage1_weights={tmp_path / 'weights' / 'tiny.pt'}",
         "stage2.reuse_unet=true",
-        "stage2.heads.output=sources",
+        f"stage2.heads.output={output}",
+        f"loss.lambda_object={lambda_object}",
         f"stage2.run_dir={tmp_path / 's2b'}",
         f"stage2.output={tmp_path / 'sources.pt'}",
     ):
         args += ["--set", item]
     assert train_stage2.main(args) == 0
     model, meta = load_weights(tmp_path / "sources.pt")
-    assert model.config.head_output == "sources"
+    assert model.config.head_output == output
+    assert meta["stage2"]["heads"]["loss"]["lambda_object"] == lambda_object
     assert meta["stage2"]["denoiser"]["reused_from"] == str(tmp_path / "weights" / "tiny.pt")
     assert not (tmp_path / "s2b" / "denoiser").exists()
     for part in ("stage1", "unet"):
         for name, value in getattr(finished, part).state_dict().items():
             assert torch.equal(value, getattr(model, part).state_dict()[name]), name
-    assert model.heads["1"].out.weight.shape[0] == 2 and model.heads["1"].out.weight.abs().sum() > 0
+    out = model.heads["1"].out
+    assert out.weight.shape[0] == channels and out.weight.abs().sum() > 0

@@ -71,6 +71,7 @@ class LossConfig:
     lambda_gradient: float
     background_weight: float  # pixels outside the priors, Stage II heads loss
     lambda_structure: float = 0.0  # SSIM to both sources; 0 = the paper's loss
+    lambda_object: float = 0.0  # Stage II heads: objects keep their prior's source; 0 = paper
 
 
 @dataclass(frozen=True, kw_only=True)

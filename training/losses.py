@@ -14,12 +14,22 @@ Weighted ``λ1 = 1.5`` (intensity) and ``λ2 = 1`` (gradient). An optional third
   (contrast, texture layout), which is what MI, VIF, Qabf and SSIM measure; ``λ3 = 0`` is the
   paper's loss.
 
- The head's loss is mask-guided:
+The head's loss is mask-guided:
 both terms are weighted by ``M = max(M_ir, M_vis)``. Prior maps are sparse (mostly zero on road,
 sky and walls), so the paper's masked loss alone leaves most of the frame unsupervised and the
 head may do anything there. The documented background term adds the same two terms weighted by
 ``β·(1 − M)``: per pixel the weight is ``M + β(1 − M)``, i.e. objects count fully and background
 with ``β`` (0.5 in the shipped config). ``β = 0`` is the paper's loss, ``β = 1`` ignores priors.
+
+An optional object term gives the priors a target of their own:
+
+* object: ``M_ir·|Y_f − I_ir| + M_vis·|Y_f − Y_vis|`` weighted ``λ_obj`` — an object keeps the
+  pixels of the source in which its prior found it (a hot body as the thermal camera sees it,
+  salient visible structure as the visible camera sees it; where both maps cover a pixel the
+  L1 pull settles on the source of the stronger map). The two max terms are computable from
+  the pixels alone, so with them only the priors change nothing but a weight and the network
+  has no reason to read them (training/results/priors_ablation_msrs100.md); this term's target
+  depends on the priors themselves.
 """
 
 from __future__ import annotations
@@ -112,6 +122,17 @@ def fusion_loss(
     return total, parts
 
 
+def object_loss(
+    fused_y: torch.Tensor,
+    ir: torch.Tensor,
+    vis_y: torch.Tensor,
+    m_ir: torch.Tensor,
+    m_vis: torch.Tensor,
+) -> torch.Tensor:
+    """Objects keep the pixels of the source whose prior found them (module docstring)."""
+    return (m_ir * (fused_y - ir).abs() + m_vis * (fused_y - vis_y).abs()).mean()
+
+
 def prior_weight(m_ir: torch.Tensor, m_vis: torch.Tensor, background_weight: float) -> torch.Tensor:
     """Per-pixel weight ``M + β(1 − M)`` with ``M = max(M_ir, M_vis)`` (see module docstring)."""
     if not 0.0 <= background_weight <= 1.0:
@@ -130,12 +151,19 @@ def masked_fusion_loss(
     lambda_gradient: float = 1.0,
     background_weight: float = 0.5,
     lambda_structure: float = 0.0,
+    lambda_object: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eqs. 16–19 plus the background term: the fusion loss weighted by ``M + β(1 − M)``."""
+    """Eqs. 16–19 plus the background term: the fusion loss weighted by ``M + β(1 − M)``, and
+    the object term when ``lambda_object`` > 0."""
     weight = prior_weight(m_ir, m_vis, background_weight)
-    return fusion_loss(
+    total, parts = fusion_loss(
         fused_y, ir, vis_y, lambda_intensity, lambda_gradient, weight, lambda_structure
     )
+    if lambda_object:
+        l_obj = object_loss(fused_y, ir, vis_y, m_ir, m_vis)
+        total = total + lambda_object * l_obj
+        parts["object"] = float(l_obj.detach())
+    return total, parts
 
 
 def denoising_loss(eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

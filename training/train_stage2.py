@@ -226,6 +226,7 @@ def run_phase(
                         lcfg.lambda_gradient,
                         lcfg.background_weight,
                         lcfg.lambda_structure,
+                        lcfg.lambda_object,
                     )
                     losses.append(loss_k)
                     parts[f"loss_K{k}"] = float(loss_k.detach())
@@ -278,6 +279,7 @@ def run_phase(
                     "lambda_gradient": lcfg.lambda_gradient,
                     "background_weight": lcfg.background_weight,
                     "lambda_structure": lcfg.lambda_structure,
+                    "lambda_object": lcfg.lambda_object,
                 },
             }
         )

@@ -18,7 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-HEAD_OUTPUTS = ("correction", "sources")
+HEAD_OUTPUTS = ("correction", "sources", "select")
+# Initial logit of F1 in the ``select`` form: an untrained head returns 0.91·F1 + 0.045·(IR + Y_vis),
+# close to F1 but not saturated, so the gradients towards the sources are not vanishing.
+SELECT_F1_LOGIT = 3.0
 
 
 class HFAH(nn.Module):
@@ -30,8 +33,14 @@ class HFAH(nn.Module):
       values, so where it settles on a source (a = 1 or b = 1) that source's value is kept
       exactly. A re-synthesised pixel carries an error of about a grey level everywhere, and
       source fidelity (MI, VIF, Qabf) is lost to that error alone (training/results).
+    * ``select``: ``Y = w_f·F1 + w_ir·I_ir + w_vis·Y_vis`` with per-pixel weights from a softmax
+      over three logits: a convex choice between the three candidates, never outside their
+      range. A confident weight (logit gap ≥ 30) reproduces its candidate to the last float32 bit,
+      so exact source values are the rule wherever the head is sure, not the limit of a
+      regression; where it is unsure it blends. Starts near F1 (``SELECT_F1_LOGIT``).
 
-    Both start at zero (the last conv is zero-initialised), so an untrained head returns F1.
+    ``correction`` and ``sources`` start at zero (the last conv is zero-initialised), so an
+    untrained head returns F1.
     """
 
     def __init__(
@@ -53,9 +62,14 @@ class HFAH(nn.Module):
             nn.Conv2d(width, width, 3, padding=1),
             nn.GELU(),
         )
-        self.out = nn.Conv2d(width, 1 if output == "correction" else 2, 3, padding=1)
+        self.out = nn.Conv2d(
+            width, {"correction": 1, "sources": 2, "select": 3}[output], 3, padding=1
+        )
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        if output == "select":
+            with torch.no_grad():
+                self.out.bias[0] = SELECT_F1_LOGIT
 
     def forward(
         self,
@@ -80,6 +94,15 @@ class HFAH(nn.Module):
         correction = self.out(
             self.refine(torch.cat([merged, f1_luminance, ir, vis_luminance], dim=1))
         )
+        if self.output == "select":
+            # Softmax over the three candidates written out, as for the level attention.
+            exp = (correction - correction.amax(dim=1, keepdim=True)).exp()
+            weights = exp / exp.sum(dim=1, keepdim=True)
+            return (
+                weights[:, :1] * f1_luminance
+                + weights[:, 1:2] * ir
+                + weights[:, 2:3] * vis_luminance
+            )
         if self.output == "sources":
             toward_ir, toward_vis = correction[:, :1], correction[:, 1:2]
             moved = (
