@@ -65,6 +65,52 @@ def test_tiny_bench_reports_every_case_and_unavailable_backends(tmp_path):
     json.dumps(report, default=str)
 
 
+def test_compared_weights_run_every_case_in_the_same_rounds(tmp_path, capsys):
+    """``--compare-weights``: each file gets every case, labelled by file name, and the table of
+    time ratios pairs each case with the same case of the benchmarked weights."""
+    import dataclasses
+
+    import torch
+
+    from sgdfuse_ros.cli.main import main
+    from sgdfuse_ros.model_io import save_weights
+    from sgdfuse_ros.models.sgdfuse import SGDFuse, small_config
+
+    torch.manual_seed(0)
+    meta = {"prior_backend": "classical", "default_steps": 1}
+    new = save_weights(
+        SGDFuse(dataclasses.replace(small_config(), head_output="select")),
+        tmp_path / "new.pt",
+        meta,
+    )
+    old = save_weights(SGDFuse(small_config()), tmp_path / "old.pt", meta)
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--height", "32", "--width", "48", "--steps", "1", "2", "--backend", "torch"]
+    argv += ["--frames", "1", "--rounds", "1", "--warmup", "0", "--stream-seconds", "0"]
+    argv += ["--prior", "classical", "--weights", str(new), "--compare-weights", str(old)]
+    assert main([*argv, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {(r["weights"], r["steps"]) for r in report["latency"]} == {
+        ("new.pt", 1),
+        ("new.pt", 2),
+        ("old.pt", 1),
+        ("old.pt", 2),
+    }
+    rows = {(r["weights"], r["steps"]): r for r in report["latency"]}
+    for c in report["weights_compared"]:
+        assert (c["weights"], c["compared"]) == ("new.pt", "old.pt")
+        assert c["time_ratio"] == pytest.approx(
+            rows["new.pt", c["steps"]]["total_ms"] / rows["old.pt", c["steps"]]["total_ms"]
+        )
+    assert len(report["weights_compared"]) == 2
+    # The select head writes three logits where the correction head writes one value.
+    heads_old = report["compared_models"]["old.pt"]["params"]["heads"]["1"]
+    assert report["model"]["params"]["heads"]["1"] > heads_old
+    text = capsys.readouterr().out
+    assert "| new.pt | torch | 1 |" in text and "| new.pt | old.pt | torch | 2 |" in text
+    assert "| weights | backend | K | prior every | output fps" in text  # the stream table
+
+
 def test_cli_has_export_and_bench_commands():
     parser = build_parser()
     args = parser.parse_args(

@@ -50,9 +50,24 @@ def test_shipped_configs_load_with_their_values() -> None:
     assert paper.threads == 0 and paper.stage2.denoiser.max_train_timestep == 1000
     assert small.threads == 1 and small.data.train == ("../shared/data/train",)
     assert small.stage2.heads.steps == (1, 2, 3) and small.stage2.denoiser.lr == 5e-4
-    assert small.stage2.output == "sgdfuse_ros/weights/sgdfuse_small.pt"
+    assert small.stage2.output == "runs/small/weights.pt"
     assert small.priors.backend == "classical" and small.priors.sam_checkpoint is None
     assert small.config_file == str(CONFIGS / "small.yaml")
+
+
+def test_shipped_heads_config_trains_select_heads_on_small_yamls_output() -> None:
+    """small_select.yaml: the shipped default is small.yaml's Stage I and U-Net with selecting
+    heads and the object term; everything else is small.yaml's."""
+    small = load_config(CONFIGS / "small.yaml")
+    shipped = load_config(CONFIGS / "small_select.yaml")
+    s2 = shipped.stage2
+    assert s2.stage1_weights == small.stage2.output and s2.reuse_unet
+    assert s2.heads.output == "select" and s2.heads.steps == small.stage2.heads.steps
+    assert s2.output == "sgdfuse_ros/weights/sgdfuse_small.pt"
+    assert shipped.loss.lambda_object == 2.0 and shipped.loss.lambda_gradient == 0.3
+    same = ("model", "seed", "threads", "data", "priors", "eval")
+    assert all(getattr(shipped, key) == getattr(small, key) for key in same)
+    assert s2.heads.iters == small.stage2.heads.iters and s2.heads.lr == small.stage2.heads.lr
 
 
 def test_optional_keys_take_the_training_defaults(config_file: Path) -> None:

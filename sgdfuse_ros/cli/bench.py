@@ -58,6 +58,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--quality", help="folder with ir/ vi/ pairs: add the quality-vs-K table")
     parser.add_argument("--quality-pairs", type=int, help="use only the first N quality pairs")
     parser.add_argument("--quality-backend", help="backend for the quality table (default: last)")
+    parser.add_argument(
+        "--compare-weights",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="also run every case with these weights files, in the same rounds "
+        "(a new default's cost against the old one's under the same load)",
+    )
     parser.add_argument("--json", type=Path, help="write the full report here")
     # Backend, K and the prior interval are the cases compared (above); the rest of the
     # pipeline options apply to every case. Plans are built before timing starts.

@@ -70,7 +70,8 @@ class SGDFuseConfig:
 
 
 def small_config() -> SGDFuseConfig:
-    """Trains on a 2-core CPU in well under two hours; the shipped default."""
+    """Trains on a 2-core CPU in well under two hours; the shipped default's architecture (its
+    heads are ``select``, set by training/configs/small_select.yaml)."""
     return SGDFuseConfig(
         stage1=Stage1Config(channels=8, heads=2),
         unet=UNetConfig(base_channels=8, channel_mults=(1, 2, 2, 4, 4), num_res_blocks=1),

@@ -12,7 +12,9 @@ all backends alike; figures are medians over all rounds. Reported per case:
   result, and missed frames. Arrivals are simulated on a virtual clock advanced by the real,
   measured time of each fusion, so the table does not depend on sleep accuracy.
 
-``--quality DIR`` adds the quality-versus-speed table over K (metrics from
+``--compare-weights FILE...`` adds every case again with other weights in the same run (the
+same interleaved rounds), so that a new default's cost is measured against the old one's under
+the same load. ``--quality DIR`` adds the quality-versus-speed table over K (metrics from
 ``sgdfuse_ros.metrics.compute_all`` on every pair of DIR). ``--background-load N`` runs N
 busy processes beside the measurement, as other nodes load a robot's CPU.
 """
@@ -68,6 +70,20 @@ class BenchConfig:
     quality_pairs: int | None = None
     quality_backend: str | None = None
     background_load: int = 0  # busy processes beside the measurement (other nodes on the CPU)
+    compare_weights: list[str] = field(default_factory=list)  # more weights files, same cases
+
+
+def weights_labels(config: BenchConfig) -> list[tuple[str, str | None]]:
+    """(label, weights path) of the benchmarked weights: the pipeline's own first, then each
+    ``compare_weights`` file, labelled by file name (made unique)."""
+    main = config.pipeline.weights
+    entries: list[tuple[str, str | None]] = [(Path(main).name if main else "default", main)]
+    for path in config.compare_weights:
+        label = Path(path).name
+        while label in {e[0] for e in entries}:
+            label += "'"
+        entries.append((label, path))
+    return entries
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -109,11 +125,12 @@ def default_backends(device: str) -> list[str]:
     return ["torch", "onnxruntime"] + (["tensorrt"] if device.startswith("cuda") else [])
 
 
-def make_pipeline(config: BenchConfig, backend: str) -> Any:
-    """A pipeline for one backend with every engine built before timing starts."""
+def make_pipeline(config: BenchConfig, backend: str, weights: str | None) -> Any:
+    """A pipeline for one backend and weights file with every engine built before timing starts."""
     from sgdfuse_ros.pipeline import FusionPipeline
 
-    pipe = FusionPipeline(config.pipeline.replace(backend=backend, steps=config.steps[0]))
+    options = config.pipeline.replace(backend=backend, steps=config.steps[0], weights=weights)
+    pipe = FusionPipeline(options)
     pipe.prepare(config.height, config.width, tuple(config.steps))
     return pipe
 
@@ -201,33 +218,39 @@ def background_load(processes: int) -> Iterator[list[subprocess.Popen]]:
 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
-    """Measure every (backend, K, prior interval) case; returns the JSON-ready report."""
+    """Measure every (weights, backend, K, prior interval) case; returns the JSON-ready report."""
     backends = config.backends or default_backends(config.pipeline.device)
     frames = load_frames(config, max(config.frames, 8))
     memory = Memory(config.pipeline.device)
-    pipelines: dict[str, Any] = {}
+    # Keyed by (weights label, backend): the weights compared share one process and one clock.
+    pipelines: dict[tuple[str, str], Any] = {}
     unavailable: dict[str, str] = {}
-    for backend in backends:
-        try:
-            pipelines[backend] = make_pipeline(config, backend)
-        except Exception as exc:  # an absent optional backend is a row, not a crash
-            LOG.warning("backend %s unavailable: %s", backend, exc)
-            unavailable[backend] = f"{type(exc).__name__}: {exc}"
-    cases = [(b, k, n) for b in pipelines for k in config.steps for n in config.prior_every]
-    samples: dict[tuple[str, int, int], list[dict[str, float]]] = {c: [] for c in cases}
-    throughput: dict[tuple[str, int, int], list[float]] = {c: [] for c in cases}
-    mem: dict[tuple[str, int, int], dict[str, float]] = {}
+    for label, weights in weights_labels(config):
+        for backend in backends:
+            try:
+                pipelines[label, backend] = make_pipeline(config, backend, weights)
+            except Exception as exc:  # an absent optional backend is a row, not a crash
+                name = backend if weights == config.pipeline.weights else f"{backend} ({label})"
+                LOG.warning("backend %s unavailable: %s", name, exc)
+                unavailable[name] = f"{type(exc).__name__}: {exc}"
+    Case = tuple[tuple[str, str], int, int]
+    cases: list[Case] = [
+        (p, k, n) for p in pipelines for k in config.steps for n in config.prior_every
+    ]
+    samples: dict[Case, list[dict[str, float]]] = {c: [] for c in cases}
+    throughput: dict[Case, list[float]] = {c: [] for c in cases}
+    mem: dict[Case, dict[str, float]] = {}
     # How much each case raised the process's peak RSS: the cases share one process, so the
     # peak is the memory before any frame plus these (docs/benchmarks.md, "Memory").
-    peak_growth: dict[tuple[str, int, int], float] = dict.fromkeys(cases, 0.0)
+    peak_growth: dict[Case, float] = dict.fromkeys(cases, 0.0)
     peak_before_frames = peak_rss_mb()
 
-    def select(case: tuple[str, int, int]) -> Any:
+    def select(case: Case) -> Any:
         pipe = pipelines[case[0]]
         pipe.set_prior_refresh_every(case[2])
         return pipe
 
-    def fuse(case: tuple[str, int, int], index: int) -> Any:
+    def fuse(case: Case, index: int) -> Any:
         before = peak_rss_mb()
         result = pipelines[case[0]].fuse(*frames[index % len(frames)], steps=case[1])
         peak_growth[case] += peak_rss_mb() - before
@@ -251,14 +274,15 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         for case in cases:
             select(case)
 
-            def fuse_frame(index: int, case: tuple[str, int, int] = case) -> float:
+            def fuse_frame(index: int, case: Case = case) -> float:
                 start = time.perf_counter()
                 fuse(case, index)
                 return time.perf_counter() - start
 
             stream_rows.append(
                 {
-                    "backend": case[0],
+                    "weights": case[0][0],
+                    "backend": case[0][1],
                     "steps": case[1],
                     "prior_every": case[2],
                     **simulate_stream(fuse_frame, num_inputs, config.rate),
@@ -271,14 +295,15 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
     latency_rows = []
     for case in cases:
-        backend, steps, every = case
+        (label, backend), steps, every = case
         stage = lambda name, c=case: statistics.median(s.get(name, 0.0) for s in samples[c])  # noqa: E731
         totals = [s["total"] for s in samples[case]]
         latency_rows.append(
             {
+                "weights": label,
                 "backend": backend,
                 "steps": steps,
-                "prior": pipelines[backend].priors.name,
+                "prior": pipelines[case[0]].priors.name,
                 "prior_every": every,
                 "priors_ms": stage("priors"),
                 "stage1_ms": stage("stage1"),
@@ -297,41 +322,77 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 r
                 for r in latency_rows
                 if r["backend"] == "torch"
-                and (r["steps"], r["prior_every"]) == (row["steps"], row["prior_every"])
+                and (r["weights"], r["steps"], r["prior_every"])
+                == (row["weights"], row["steps"], row["prior_every"])
             ),
             None,
         )
         row["speedup_vs_torch"] = (
             torch_row["total_ms"] / row["total_ms"] if torch_row else float("nan")
         )
+    main_label = weights_labels(config)[0][0]
 
     report: dict[str, Any] = {
         "config": asdict(config),
         "environment": environment(config, pipelines),
         "unavailable": unavailable,
         "latency": latency_rows,
+        "weights_compared": compare_weights_rows(latency_rows, main_label),
         "stream": stream_rows,
         "memory": {
             "peak_rss_before_frames_mb": peak_before_frames,
             "peak_rss_mb": peak_rss_mb(),
         },
     }
-    if pipelines:  # every backend runs the same torch model's networks
-        from sgdfuse_ros.models.size import model_size
+    # Every backend runs the same torch model's networks: one size per weights file.
+    sizes = {}
+    for (label, _), pipe in pipelines.items():
+        if label not in sizes:
+            from sgdfuse_ros.models.size import model_size
 
-        report["model"] = model_size(
-            next(iter(pipelines.values())).model, config.height, config.width, config.steps
-        )
+            sizes[label] = model_size(pipe.model, config.height, config.width, config.steps)
+    if main_label in sizes:
+        report["model"] = sizes.pop(main_label)
+    report["compared_models"] = sizes
     if config.quality:
-        backend = config.quality_backend or list(pipelines)[-1]  # the fastest by default
+        main_backends = [b for (label, b) in pipelines if label == main_label]
+        backend = config.quality_backend or main_backends[-1]  # the fastest by default
         report["quality"] = quality_table(
-            pipelines[backend], Path(config.quality), config.steps, config.quality_pairs
+            pipelines[main_label, backend], Path(config.quality), config.steps, config.quality_pairs
         )
         report["quality_backend"] = backend
-    report["targets"] = check_targets(latency_rows, config)
+    report["targets"] = check_targets(
+        [r for r in latency_rows if r["weights"] == main_label], config
+    )
     for pipe in pipelines.values():
         pipe.close()
     return report
+
+
+def compare_weights_rows(rows: list[dict[str, Any]], main_label: str) -> list[dict[str, Any]]:
+    """Per compared weights file and (backend, K, prior interval): the benchmarked weights'
+    median frame time over the compared one's, and each case's peak RSS growth."""
+    main = {
+        (r["backend"], r["steps"], r["prior_every"]): r for r in rows if r["weights"] == main_label
+    }
+    out = []
+    for r in rows:
+        ours = main.get((r["backend"], r["steps"], r["prior_every"]))
+        if r["weights"] == main_label or ours is None:
+            continue
+        out.append(
+            {
+                "weights": main_label,
+                "compared": r["weights"],
+                "backend": r["backend"],
+                "steps": r["steps"],
+                "prior_every": r["prior_every"],
+                "total_ms": ours["total_ms"],
+                "compared_total_ms": r["total_ms"],
+                "time_ratio": ours["total_ms"] / r["total_ms"],
+            }
+        )
+    return out
 
 
 def quality_table(
@@ -486,10 +547,15 @@ def format_tables(report: dict[str, Any]) -> str:
         "| backend | K | prior (every N) | priors ms | Stage I ms | Stage II ms | total ms | p90 ms | fps | x torch | memory MB | peak RSS + MB |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    compared = report.get("weights_compared")
+    if compared:  # name the weights of every row
+        lines[-2] = "| weights " + lines[-2]
+        lines[-1] = "|---" + lines[-1]
     for r in report["latency"]:
         memory = r.get("gpu_mem_in_use_mb", r.get("cpu_peak_rss_mb", float("nan")))
         lines.append(
-            f"| {r['backend']} | {r['steps']} | {r['prior']} ({r['prior_every']}) | {r['priors_ms']:.1f} | "
+            (f"| {r['weights']} " if compared else "")
+            + f"| {r['backend']} | {r['steps']} | {r['prior']} ({r['prior_every']}) | {r['priors_ms']:.1f} | "
             f"{r['stage1_ms']:.1f} | {r['stage2_ms']:.1f} | {r['total_ms']:.1f} | {r['total_p90_ms']:.1f} | "
             f"{r['fps']:.2f} | {r['speedup_vs_torch']:.2f} | {memory:.0f} | {r['peak_rss_growth_mb']:.0f} |"
         )
@@ -504,6 +570,22 @@ def format_tables(report: dict[str, Any]) -> str:
     ]
     if report.get("model"):
         lines += ["", *model_size_table(report["model"])]
+    if compared:
+        lines += [
+            "",
+            "Weights compared in this run (same frames, interleaved rounds):",
+            "",
+            "| weights | compared with | backend | K | prior every | total ms | compared total ms | time ratio |",
+            "|---|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for c in compared:
+            lines.append(
+                f"| {c['weights']} | {c['compared']} | {c['backend']} | {c['steps']} | "
+                f"{c['prior_every']} | {c['total_ms']:.1f} | {c['compared_total_ms']:.1f} | "
+                f"{c['time_ratio']:.2f} |"
+            )
+        for label, size in report.get("compared_models", {}).items():
+            lines += ["", f"{label}:", *model_size_table(size)]
     lines += [
         "",
         f"Stream at {cfg['rate']:g} Hz input (newest pair processed when free):",
@@ -511,9 +593,13 @@ def format_tables(report: dict[str, Any]) -> str:
         "| backend | K | prior every | output fps | mean latency ms | p95 latency ms | max latency ms | missed frames |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if compared:
+        lines[-2] = "| weights " + lines[-2]
+        lines[-1] = "|---" + lines[-1]
     for r in report["stream"]:
         lines.append(
-            f"| {r['backend']} | {r['steps']} | {r['prior_every']} | {r['output_fps']:.2f} | "
+            (f"| {r['weights']} " if compared else "")
+            + f"| {r['backend']} | {r['steps']} | {r['prior_every']} | {r['output_fps']:.2f} | "
             f"{r['latency_mean_ms']:.1f} | {r['latency_p95_ms']:.1f} | {r['latency_max_ms']:.1f} | "
             f"{r['missed_frames']}/{r['input_frames']} ({r['missed_pct']:.0f}%) |"
         )
