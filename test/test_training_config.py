@@ -231,3 +231,24 @@ def test_stage2_without_stage1_weights_is_one_error_line(config_file: Path) -> N
     message = str(info.value)
     assert message.startswith("error: stage2.stage1_weights: weights file ")
     assert "does not exist" in message and "\n" not in message
+
+
+def test_shipped_weights_are_what_their_training_config_says() -> None:
+    """The default weights file names the config that trained it, and its head form, K values
+    and head loss are that config's: the README's reproduction command gives these weights."""
+    import json
+
+    from sgdfuse_ros.model_io import DEFAULT_WEIGHTS, load_weights
+
+    model, meta = load_weights(DEFAULT_WEIGHTS)
+    cfg = load_config(REPO_ROOT / meta["training_config"])
+    assert cfg.stage2.output == str(DEFAULT_WEIGHTS.relative_to(REPO_ROOT))
+    assert model.config.head_output == cfg.stage2.heads.output
+    assert meta["supported_steps"] == list(cfg.stage2.heads.steps)
+    heads = meta["stage2"]["heads"]
+    assert (
+        heads["loss"] == dataclasses.asdict(cfg.loss) and heads["iters"] == cfg.stage2.heads.iters
+    )
+    assert meta["prior_backend"] == cfg.priors.backend
+    sidecar = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+    assert sidecar["metadata"]["metrics"] == json.loads(json.dumps(meta["metrics"]))
