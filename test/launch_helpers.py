@@ -192,6 +192,17 @@ def stamped_pair(stamp_ns: int, seed: int, height: int = 64, width: int = 80) ->
     return messages[0], messages[1]
 
 
+def node_is_discovered(node, name: str, namespace: str, timeout: float = 20.0) -> bool:
+    """Whether ``node`` sees ``namespace/name`` in the ROS graph within ``timeout``. Node names
+    travel on their own discovery topic, so they can arrive after the subscriptions do."""
+    deadline = time.monotonic() + timeout
+    while (name, namespace) not in node.get_node_names_and_namespaces():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def wait_for_subscribers(publishers: Iterable, launched: LaunchedFusion, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     publishers = list(publishers)

@@ -26,6 +26,7 @@ from launch_helpers import (
     SHUTDOWN_LINE,
     LaunchedFusion,
     launch_system_missing,
+    node_is_discovered,
     random_domain,
     sourced_environment,
     stamped_pair,
@@ -107,7 +108,7 @@ def test_fusion_node_runs_with_the_launch_command_line(tmp_path: Path) -> None:
         while not (thermal_pub.get_subscription_count() and rgb_pub.get_subscription_count()):
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-        assert ("sgdfuse_fusion", "/robot1") in node.get_node_names_and_namespaces()
+        assert node_is_discovered(node, "sgdfuse_fusion", "/robot1"), node.get_node_names()
         rng = np.random.default_rng(0)
         for source, encoding, pub in (
             (rng.integers(0, 256, (H, W), dtype=np.uint8), "mono8", thermal_pub),
@@ -160,7 +161,9 @@ def test_ros2_launch_fuses_with_non_default_arguments_and_stops_on_ctrl_c(
         thermal_pub = observer.node.create_publisher(Image, "/cams/ir/image", 10)
         rgb_pub = observer.node.create_publisher(Image, "/cams/rgb/image", 10)
         wait_for_subscribers((thermal_pub, rgb_pub), launched, 120.0)
-        assert ("sgdfuse_fusion", "/robot1") in observer.node.get_node_names_and_namespaces()
+        assert node_is_discovered(observer.node, "sgdfuse_fusion", "/robot1"), (
+            observer.node.get_node_names_and_namespaces()
+        )
         now_ns = observer.node.get_clock().now().nanoseconds
         sent_rgb_stamps = []
         for index in range(5):

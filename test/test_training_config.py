@@ -57,7 +57,7 @@ def test_shipped_configs_load_with_their_values() -> None:
 
 def test_shipped_heads_config_trains_select_heads_on_small_yamls_output() -> None:
     """small_select.yaml: the shipped default is small.yaml's Stage I and U-Net with selecting
-    heads and the object term; everything else is small.yaml's."""
+    heads and the object term; data, priors and the head schedule are small.yaml's."""
     small = load_config(CONFIGS / "small.yaml")
     shipped = load_config(CONFIGS / "small_select.yaml")
     s2 = shipped.stage2
@@ -67,7 +67,8 @@ def test_shipped_heads_config_trains_select_heads_on_small_yamls_output() -> Non
     assert shipped.loss.lambda_object == 2.0 and shipped.loss.lambda_gradient == 0.3
     same = ("model", "seed", "threads", "data", "priors", "eval")
     assert all(getattr(shipped, key) == getattr(small, key) for key in same)
-    assert s2.heads.iters == small.stage2.heads.iters and s2.heads.lr == small.stage2.heads.lr
+    assert s2.heads.batch_size == small.stage2.heads.batch_size
+    assert (s2.heads.iters, s2.heads.lr) == (small.stage2.heads.iters, small.stage2.heads.lr)
 
 
 def test_optional_keys_take_the_training_defaults(config_file: Path) -> None:
