@@ -26,10 +26,9 @@ An optional object term gives the priors a target of their own:
 * object: ``M_ir·|Y_f − I_ir| + M_vis·|Y_f − Y_vis|`` weighted ``λ_obj`` — an object keeps the
   pixels of the source in which its prior found it (a hot body as the thermal camera sees it,
   salient visible structure as the visible camera sees it; where both maps cover a pixel the
-  L1 pull settles on the source of the stronger map). The two max terms are computable from
-  the pixels alone, so with them only the priors change nothing but a weight and the network
-  has no reason to read them (training/results/priors_ablation_msrs100.md); this term's target
-  depends on the priors themselves.
+  L1 pull settles on the source of the stronger map). The max targets follow from the pixels
+  alone, so there the priors only weight the loss and the network has little reason to read
+  them (training/results/priors_ablation_msrs100.md); this term's target is set by the priors.
 """
 
 from __future__ import annotations

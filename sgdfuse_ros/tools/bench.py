@@ -225,12 +225,14 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     # Keyed by (weights label, backend): the weights compared share one process and one clock.
     pipelines: dict[tuple[str, str], Any] = {}
     unavailable: dict[str, str] = {}
-    for label, weights in weights_labels(config):
+    entries = weights_labels(config)
+    main_label = entries[0][0]
+    for label, weights in entries:
         for backend in backends:
             try:
                 pipelines[label, backend] = make_pipeline(config, backend, weights)
             except Exception as exc:  # an absent optional backend is a row, not a crash
-                name = backend if weights == config.pipeline.weights else f"{backend} ({label})"
+                name = backend if label == main_label else f"{backend} ({label})"
                 LOG.warning("backend %s unavailable: %s", name, exc)
                 unavailable[name] = f"{type(exc).__name__}: {exc}"
     Case = tuple[tuple[str, str], int, int]
@@ -330,7 +332,6 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         row["speedup_vs_torch"] = (
             torch_row["total_ms"] / row["total_ms"] if torch_row else float("nan")
         )
-    main_label = weights_labels(config)[0][0]
 
     report: dict[str, Any] = {
         "config": asdict(config),
@@ -345,11 +346,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         },
     }
     # Every backend runs the same torch model's networks: one size per weights file.
+    from sgdfuse_ros.models.size import model_size
+
     sizes = {}
     for (label, _), pipe in pipelines.items():
         if label not in sizes:
-            from sgdfuse_ros.models.size import model_size
-
             sizes[label] = model_size(pipe.model, config.height, config.width, config.steps)
     if main_label in sizes:
         report["model"] = sizes.pop(main_label)
@@ -371,7 +372,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
 def compare_weights_rows(rows: list[dict[str, Any]], main_label: str) -> list[dict[str, Any]]:
     """Per compared weights file and (backend, K, prior interval): the benchmarked weights'
-    median frame time over the compared one's, and each case's peak RSS growth."""
+    median frame time over the compared one's (peak memory needs a process per file: the cases
+    of one process share its peak)."""
     main = {
         (r["backend"], r["steps"], r["prior_every"]): r for r in rows if r["weights"] == main_label
     }
