@@ -79,6 +79,16 @@ def handlers_installed(pid: int) -> bool:
     return False
 
 
+def process_running(pid: int) -> bool:
+    """True while ``pid`` runs: an ended child that its parent has not reaped yet is a zombie,
+    which ``os.kill(pid, 0)`` would still find."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
 class FrameStream:
     """Thermal + RGB pairs at ~10 Hz from a thread, with real stamps, until stopped."""
 
@@ -184,6 +194,9 @@ def run_case(
     for press in range(case.times):
         if press:
             time.sleep(0.3)
+            if not process_running(node_pid()):
+                # a press after the node has ended tests ros2 launch's own exit, not ours
+                break
         try:
             if case.to_group:
                 os.killpg(target, case.signum)
