@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sgdfuse_ros.errors import InputError, WeightsError
+from sgdfuse_ros.imaging import ir_to_unit
 from sgdfuse_ros.model_io import save_weights
 from sgdfuse_ros.models.sgdfuse import SGDFuse, small_config
 from sgdfuse_ros.pipeline import FusionPipeline
@@ -125,6 +126,32 @@ def test_priors_reused_for_n_frames(weights):
     for ir, vis in frames:
         pipe.fuse(ir, vis)
     assert len(calls) == 3  # frames 0, 3, 6
+
+
+@pytest.mark.parametrize("prior_backend", ["classical", "auto"])
+def test_priors_are_computed_with_the_settings_the_weights_were_trained_with(
+    tmp_path, prior_backend
+):
+    from sgdfuse_ros.semantics import ClassicalPriorBackend
+
+    model = _small_model()
+    trained_with = ClassicalPriorBackend(ir_z_threshold=1.5, ir_local_z_threshold=3.0).settings()
+    path = save_weights(model, tmp_path / "tuned.pt", {"prior_settings": trained_with})
+    pipe = FusionPipeline(weights=path, prior_backend=prior_backend)
+    assert pipe.priors.settings() == trained_with
+    ir, vis = render_sequence(1, 64, 96, seed=3)[0]
+    result = pipe.fuse(ir, vis, return_intermediate=True)
+    expected_ir, _ = ClassicalPriorBackend(ir_z_threshold=1.5, ir_local_z_threshold=3.0).compute(
+        ir_to_unit(ir), vis
+    )
+    np.testing.assert_array_equal(result.prior_ir, expected_ir)
+
+
+def _small_model() -> SGDFuse:
+    import torch
+
+    torch.manual_seed(0)
+    return SGDFuse(small_config())
 
 
 def test_missing_weights_and_explicit_untrained(tmp_path, caplog, monkeypatch):

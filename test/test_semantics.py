@@ -85,6 +85,35 @@ def test_classical_ir_map_finds_warm_rectangle() -> None:
     assert outside < 0.02
 
 
+def _warm_person_on_a_temperature_ramp() -> np.ndarray:
+    """Pavement from cool (left) to warm (right) with a warmer person standing on it: the frame's
+    spread of temperatures is so wide that the person is no outlier of the whole frame."""
+    ramp = np.linspace(0.05, 0.75, WIDTH, dtype=np.float32)
+    ir = np.repeat(ramp[None, :], HEIGHT, axis=0)
+    ir[HOT_BOX] = 0.85
+    return ir
+
+
+def test_classical_ir_map_finds_a_person_warmer_than_their_surroundings_only() -> None:
+    ir, vis = _warm_person_on_a_temperature_ramp(), _grey_vis_with_red_box()
+    m_ir, _ = ClassicalPriorBackend(ir_local_z_threshold=3.0).compute(ir, vis)
+    _, outside = _inside_outside(m_ir)
+    assert np.median(m_ir[HOT_BOX]) > 0.9  # the rim is softer: the surround includes the person
+    assert outside < 0.02
+    scene_cue_only, _ = ClassicalPriorBackend().compute(ir, vis)  # the default
+    assert scene_cue_only.max() < 1e-3  # why the local cue exists
+
+
+def test_classical_ir_map_ignores_thin_warm_lines() -> None:
+    ir = np.repeat(np.linspace(0.05, 0.75, WIDTH, dtype=np.float32)[None, :], HEIGHT, axis=0)
+    ir[150:153, 20:300] = 0.85  # a sunlit kerb: warm against its surroundings, but no object
+    vis = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
+    m_ir, _ = ClassicalPriorBackend(ir_local_z_threshold=3.0).compute(ir, vis)
+    assert m_ir.max() < 1e-3
+    unopened, _ = ClassicalPriorBackend(ir_local_z_threshold=3.0, ir_local_open=1).compute(ir, vis)
+    assert unopened.max() > 0.5  # the opening, not the threshold, is what removes it
+
+
 def test_classical_vis_map_finds_salient_box() -> None:
     _, m_vis = ClassicalPriorBackend().compute(_warm_rectangle_ir(), _grey_vis_with_red_box())
     # Centre-surround contrast leaves a halo about one surround width wide around the box.

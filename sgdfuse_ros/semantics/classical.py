@@ -12,10 +12,18 @@ IR map (hot objects):
   2. Robust scene statistics: median and MAD (scaled to a standard deviation, with a floor so
      a flat frame's noise is not amplified). z = (T − median) / scale.
   3. Soft threshold: sigmoid((z − ir_z_threshold) / ir_softness): warm outliers → 1.
-  4. Support: that map > 0.5, opened (speckle) and closed (holes), connected components;
+  4. Optional local cue (``ir_local_z_threshold`` > 0; off by default): the same soft
+     threshold on T minus a wide blur of T (``ir_local_sigma`` of the longest side), against
+     that difference map's own robust statistics, opened with an ``ir_local_open``-pixel disc
+     (the wide blur also lights up thin warm edges: kerbs, roof lines), and the larger of the
+     two maps kept. A scene with a wide spread of temperatures (warm pavement, lit walls:
+     LLVIP, RoadScene) makes the frame's MAD so large that a pedestrian is no outlier of the
+     frame, though they are one of their neighbourhood. Heads must be trained with the maps
+     they will see: measured in ``training/results/fusion_quality.md`` §5.
+  5. Support: the map > 0.5, opened (speckle) and closed (holes), connected components;
      components smaller than ``min_area_fraction`` or larger than ``max_area_fraction`` of the
      frame are dropped (a hot sky/road/wall is scene, not object).
-  5. Map = soft threshold × slightly blurred support, so edges stay soft and everything
+  6. Map = soft threshold × slightly blurred support, so edges stay soft and everything
      outside kept components is exactly zero.
 
 VIS map (salient structure):
@@ -60,6 +68,13 @@ class ClassicalSettings:
     """Sigmoid width in z units: larger → softer IR map."""
     ir_min_scale: float = 0.02
     """Floor of the robust IR spread (in [0, 1] intensity units): flat frames stay zero."""
+    ir_local_sigma: float = 0.04
+    """Surround of the local IR cue: Gaussian sigma as a fraction of the longest side."""
+    ir_local_z_threshold: float = 0.0
+    """Robust z-score of (T − surround) at which the local IR cue reaches 0.5; 0: no local cue
+    (the default, which the shipped weights were trained with); 3 finds LLVIP's pedestrians."""
+    ir_local_open: int = 7
+    """Disc (working-resolution pixels) the local cue is opened with: thinner warm lines go."""
     vis_z_threshold: float = 2.0
     """Robust z-score of the VIS contrast at which the VIS map reaches 0.5."""
     vis_softness: float = 0.75
@@ -87,6 +102,10 @@ class ClassicalPriorBackend:
             raise ValueError(f"max_area_fraction must be in (0, 1], got {s.max_area_fraction}")
         if s.ir_softness <= 0 or s.vis_softness <= 0:
             raise ValueError("ir_softness and vis_softness must be > 0")
+        if s.ir_local_sigma <= 0 or s.ir_local_z_threshold < 0 or s.ir_local_open < 1:
+            raise ValueError(
+                "ir_local_sigma must be > 0, ir_local_z_threshold >= 0 and ir_local_open >= 1"
+            )
 
     def settings(self) -> dict[str, object]:
         """JSON-serialisable description, recorded in training caches and weight metadata."""
@@ -116,11 +135,23 @@ class ClassicalPriorBackend:
 
         s = self._settings
         smooth = cv2.GaussianBlur(ir, (0, 0), sigmaX=s.ir_smooth_sigma, sigmaY=s.ir_smooth_sigma)
-        median, spread = _robust_stats(smooth)
-        scale = max(spread, s.ir_min_scale)
-        z = (smooth - median) / scale
-        soft = _sigmoid((z - s.ir_z_threshold) / s.ir_softness)
-        return soft * self._support(soft)
+        scene = self._ir_outliers(smooth, s.ir_z_threshold)
+        if s.ir_local_z_threshold > 0:
+            surround = _wide_blur(smooth, s.ir_local_sigma * max(smooth.shape))
+            local = self._ir_outliers(smooth - surround, s.ir_local_z_threshold)
+            disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (s.ir_local_open,) * 2)
+            kept = cv2.morphologyEx((local > 0.5).astype(np.uint8), cv2.MORPH_OPEN, disc)
+            # dilated back so an object's soft rim, below 0.5, is not cut off
+            local *= cv2.dilate(kept, disc).astype(np.float32)
+            scene = np.maximum(scene, local)
+        return scene * self._support(scene)
+
+    def _ir_outliers(self, values: np.ndarray, z_threshold: float) -> np.ndarray:
+        """Soft map of values well above the map's own median, in robust standard deviations."""
+        s = self._settings
+        median, spread = _robust_stats(values)
+        z = (values - median) / max(spread, s.ir_min_scale)
+        return _sigmoid((z - z_threshold) / s.ir_softness)
 
     def _vis_map(self, vis: np.ndarray) -> np.ndarray:
         import cv2
