@@ -1,4 +1,4 @@
-"""Do the semantic priors matter? The same weights fused with three kinds of prior maps.
+"""Do the semantic priors matter? The same weights fused with four kinds of prior maps.
 
     python -m training.priors_ablation --val ../shared/data/val/msrs100 \
         --detector ../shared/detection/mobilenet_ssd_v2_coco_quant_postprocess.tflite \
@@ -11,7 +11,11 @@ fuse`):
   * ``zero``: all-zero maps for both modalities;
   * ``gt_objects``: the dataset's segmentation labels (``<val>/labels``) turned into object
     masks, 1 on the classes in ``--object-classes`` (MSRS: 1 car, 2 person, 3 bike), 0
-    elsewhere, for both maps: what perfect object segmentation would give.
+    elsewhere, for both maps. With the object term the heads read M_ir as "keep the infrared
+    pixel" and M_vis as "keep the visible one", so one mask for both asks for both at once;
+  * ``gt_infrared``: the object masks as M_ir only, M_vis computed: perfect segmentation of the
+    warm objects the infrared prior stands for (people, cars, bikes), the visible prior as a
+    user gets it. This is the upper bound for the IR prior's part.
 Each is scored with the nine metrics (`sgdfuse eval`) and a detector's AP@0.5; differences to
 ``computed`` get a paired bootstrap interval over images (the same resampled images for both
 variants), and a difference is called real only when the interval excludes zero.
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import json
 import logging
 import math
 import shlex
@@ -30,7 +36,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sgdfuse_ros.imaging import ir_to_unit, read_pair
 from sgdfuse_ros.metrics import METRIC_NAMES
+from sgdfuse_ros.model_io import DEFAULT_WEIGHTS
 from sgdfuse_ros.tools.detection import (
     DetectionInput,
     TFLiteDetector,
@@ -43,7 +51,8 @@ from sgdfuse_ros.tools.fuse_files import fuse_paths, priors_from_folder
 
 LOG = logging.getLogger("sgdfuse_ros.training")
 MSRS_OBJECT_CLASSES = (1, 2, 3)  # car, person, bike in the MSRS segmentation labels
-VARIANTS = ("computed", "zero", "gt_objects")
+VARIANTS = ("computed", "zero", "gt_objects", "gt_infrared")
+STAMP_NAME = "fused_with.json"
 
 
 def write_object_masks(label_dir: Path, out_dir: Path, object_classes: tuple[int, ...]) -> Path:
@@ -61,14 +70,47 @@ def write_object_masks(label_dir: Path, out_dir: Path, object_classes: tuple[int
     return out_dir
 
 
-def fuse_variant(pipeline, val: Path, folder: Path, given) -> Path:
-    """Fuse the validation pairs into ``folder`` unless every pair is already there."""
+def masks_as_infrared_prior(masks, backend, val: Path):
+    """Given priors for ``fuse_paths``: the object mask of a pair as M_ir, ``backend``'s M_vis."""
+
+    def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+        m_ir, _ = masks(name)
+        (ir_path,) = [p for p in (val / "ir").iterdir() if p.stem == name]
+        (vi_path,) = [p for p in (val / "vi").iterdir() if p.stem == name]
+        ir, vis = read_pair(ir_path, vi_path)
+        _, m_vis = backend.compute(ir_to_unit(ir), vis)
+        return m_ir, m_vis
+
+    return load
+
+
+def fusion_stamp(
+    weights: Path, steps: int, priors: dict[str, object], variant: str
+) -> dict[str, object]:
+    """What a variant folder was fused with: the weights' content, K, the prior backend's
+    settings and the variant."""
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    return {"weights_sha256": digest, "steps": steps, "priors": priors, "variant": variant}
+
+
+def fuse_variant(pipeline, val: Path, folder: Path, given, stamp: dict[str, object]) -> Path:
+    """Fuse the validation pairs into ``folder`` unless every pair is there already, fused with
+    the same weights, K and variant (``fused_with.json``): a folder of other weights is
+    fused again, never reused."""
     expected = {p.stem for p in (val / "ir").iterdir()}
-    if folder.is_dir() and expected <= {p.stem for p in folder.glob("*.png")}:
+    stamp_file = folder / STAMP_NAME
+    if (
+        folder.is_dir()
+        and expected <= {p.stem for p in folder.glob("*.png")}
+        and stamp_file.is_file()
+        and json.loads(stamp_file.read_text()) == stamp
+    ):
         LOG.info("reusing %s", folder)
         return folder
+    stamp_file.unlink(missing_ok=True)
     report = fuse_paths(pipeline, val / "ir", val / "vi", folder, given_priors=given)
     LOG.info("%s: %s", folder.name, report.summary().splitlines()[0])
+    stamp_file.write_text(json.dumps(stamp, indent=1))
     return folder
 
 
@@ -166,14 +208,20 @@ def main(argv: list[str] | None = None) -> int:
         empty = np.zeros(ir.shape, np.float32)
         return empty, empty
 
+    gt_masks = priors_from_folder(masks)
+    gt_infrared = masks_as_infrared_prior(gt_masks, pipeline.priors, args.val)
     fused = args.out / "fused"
+    weights = args.weights or DEFAULT_WEIGHTS
+
+    def variant(name: str, given) -> Path:
+        stamp = fusion_stamp(weights, pipeline.default_steps, pipeline.priors.settings(), name)
+        return fuse_variant(pipeline, args.val, fused / name, given, stamp)
+
     folders = {
-        "computed": args.reuse_computed
-        or fuse_variant(pipeline, args.val, fused / "computed", None),
-        "zero": fuse_variant(pipeline, args.val, fused / "zero", zeros),
-        "gt_objects": fuse_variant(
-            pipeline, args.val, fused / "gt_objects", priors_from_folder(masks)
-        ),
+        "computed": args.reuse_computed or variant("computed", None),
+        "zero": variant("zero", zeros),
+        "gt_objects": variant("gt_objects", gt_masks),
+        "gt_infrared": variant("gt_infrared", gt_infrared),
     }
     pipeline.close()
     # Name the reused folder "computed" too, so every table row is a variant name.
@@ -219,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Weights: `{args.weights or 'shipped default'}`, K = {args.steps}; the `computed` "
         f"priors come from the `{pipeline.priors.name}` backend. `gt_objects`: segmentation "
         f"label ids {args.object_classes} → 1 (both maps), "
-        f"{100 * mask_fraction:.1f} % of the pixels on average. Bootstrap: {args.samples} "
+        f"{100 * mask_fraction:.1f} % of the pixels on average; `gt_infrared`: those masks as "
+        "M_ir, M_vis computed. Bootstrap: {args.samples} "
         f"resamples of the images, seed {args.seed}, 95 % percentile intervals.",
         "",
         "## Nine metrics (means; higher is better)",
