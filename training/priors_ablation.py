@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         f"priors come from the `{pipeline.priors.name}` backend. `gt_objects`: segmentation "
         f"label ids {args.object_classes} → 1 (both maps), "
         f"{100 * mask_fraction:.1f} % of the pixels on average; `gt_infrared`: those masks as "
-        "M_ir, M_vis computed. Bootstrap: {args.samples} "
+        f"M_ir, M_vis computed. Bootstrap: {args.samples} "
         f"resamples of the images, seed {args.seed}, 95 % percentile intervals.",
         "",
         "## Nine metrics (means; higher is better)",
