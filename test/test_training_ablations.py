@@ -43,3 +43,7 @@ def test_ablation_table_has_every_row(tmp_path: Path) -> None:
     ):
         assert f"| {row} |" in text, row
     assert text.count("\n| ") >= 8  # header + 7 rows
+    paired = text[text.index("Paired differences to `retrained frozen U-Net, K=1`") :]
+    for row in ("retrained without priors, K=1", "retrained fine-tuned U-Net, K=1"):
+        cells = paired[paired.index(f"| {row} |") :].splitlines()[0].split("|")[2:-1]
+        assert len(cells) == 9 and all("[" in cell for cell in cells), cells  # mean [CI] each

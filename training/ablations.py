@@ -27,11 +27,17 @@ from pathlib import Path
 
 import torch
 
+from sgdfuse_ros.metrics import METRIC_NAMES
 from sgdfuse_ros.model_io import load_weights
-from sgdfuse_ros.tools.evaluate import format_markdown_table
+from sgdfuse_ros.tools.evaluate import CSV_NAME, format_markdown_table
 from training import evaluation
 from training.common import REPO_ROOT, read_config, write_json
 from training.priors import ZeroPriors
+from training.priors_ablation import (
+    difference_cell,
+    paired_metric_differences,
+    read_per_image,
+)
 
 LOG = logging.getLogger("sgdfuse_ros.training")
 
@@ -157,6 +163,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     by_label = {label: summary[folder.name] for label, folder in rows.items()}
     pairs = args.max_pairs or "all"
+    retrained_diffs: list[str] = []
+    if not args.skip_retrain:  # equal-budget rows against the frozen-U-Net head, image by image
+        per_image = read_per_image(out / "eval" / CSV_NAME)
+        labels = [f"{name}, K=1" for name in RETRAINED]
+        diffs = paired_metric_differences(
+            {label: per_image[rows[label].name] for label in labels}, labels[0], 1000, 0
+        )
+        retrained_diffs = [
+            f"Paired differences to `{labels[0]}` (mean [95 % CI] over images, 1000 bootstrap "
+            "resamples, seed 0; **bold** = the interval excludes 0):",
+            "",
+            "| method | " + " | ".join(METRIC_NAMES) + " |",
+            "|---|" + "---:|" * len(METRIC_NAMES),
+            *(
+                f"| {label} | " + " | ".join(difference_cell(d[m]) for m in METRIC_NAMES) + " |"
+                for label, d in diffs.items()
+            ),
+            "",
+        ]
     lines = [
         "# Ablations (msrs100)",
         "",
@@ -169,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "all-zero prior maps (in training too for the retrained row).",
         "",
         format_markdown_table(by_label),
+        *retrained_diffs,
         "Command: `python -m training.ablations "
         + shlex.join(sys.argv[1:] if argv is None else argv)
         + "`",

@@ -158,7 +158,7 @@ def paired_metric_differences(
     return result
 
 
-def _cell(diff: dict) -> str:
+def difference_cell(diff: dict) -> str:
     text = f"{diff['difference']:+.4f} [{diff['ci'][0]:+.4f}, {diff['ci'][1]:+.4f}]"
     return f"**{text}**" if diff["real"] else text
 
@@ -291,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---|" + "---:|" * len(METRIC_NAMES),
     ]
     for variant, diffs in metric_diffs.items():
-        lines.append(f"| {variant} | " + " | ".join(_cell(diffs[m]) for m in METRIC_NAMES) + " |")
+        lines.append(
+            f"| {variant} | " + " | ".join(difference_cell(diffs[m]) for m in METRIC_NAMES) + " |"
+        )
     lines += ["", "## Detection", "", detection.markdown(), "Command:", "", f"    {command}", ""]
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text("\n".join(lines))
