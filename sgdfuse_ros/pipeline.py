@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +25,16 @@ from .memory import retain_freed_memory
 from .model_io import DEFAULT_WEIGHTS, RETRAIN_HINT, load_weights, untrained_model
 from .options import PipelineOptions
 from .semantics import build_prior_backend
-from .semantics.classical import ClassicalSettings
 
 LOG = logging.getLogger("sgdfuse_ros")
 
 
-def trained_classical_settings(
-    metadata: dict[str, Any], options: PipelineOptions
-) -> dict[str, Any]:
-    """The classical prior settings the weights were trained with, when classical priors will
-    compute this pipeline's maps: the heads learned what those maps look like, so inference
-    computes them the same way. Empty otherwise (SAM, or weights without a record); settings
-    an older record lacks take ``ClassicalSettings``' defaults, which are what it used."""
+def trained_classical_settings(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The classical prior settings recorded with the weights (empty without a classical
+    record); settings an older record lacks take ``ClassicalSettings``' defaults, which are
+    what it used."""
     recorded = metadata.get("prior_settings") or {}
-    uses_sam = options.prior_backend == "sam" or (
-        options.prior_backend == "auto" and bool(options.sam_checkpoint)
-    )
-    if uses_sam or recorded.get("backend") != "classical":
-        return {}
-    known = {setting.name for setting in fields(ClassicalSettings)}
-    return {key: value for key, value in recorded.items() if key in known}
+    return dict(recorded) if recorded.get("backend") == "classical" else {}
 
 
 @dataclass
@@ -165,7 +155,8 @@ class FusionPipeline:
             sam_model_type=options.sam_model_type,
             sam_checkpoint=options.sam_checkpoint,
             device=options.device,
-            **trained_classical_settings(self.metadata, options),
+            # the heads learned what their training's maps look like: compute them the same way
+            classical_defaults=trained_classical_settings(self.metadata),
         )
         trained_with = self.metadata.get("prior_backend")
         if trained_with and trained_with != self.priors.name:

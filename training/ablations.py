@@ -27,17 +27,12 @@ from pathlib import Path
 
 import torch
 
-from sgdfuse_ros.metrics import METRIC_NAMES
 from sgdfuse_ros.model_io import load_weights
 from sgdfuse_ros.tools.evaluate import CSV_NAME, format_markdown_table
 from training import evaluation
 from training.common import REPO_ROOT, read_config, write_json
 from training.priors import ZeroPriors
-from training.priors_ablation import (
-    difference_cell,
-    paired_metric_differences,
-    read_per_image,
-)
+from training.priors_ablation import difference_table, paired_metric_differences, read_per_image
 
 LOG = logging.getLogger("sgdfuse_ros.training")
 
@@ -174,12 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Paired differences to `{labels[0]}` (mean [95 % CI] over images, 1000 bootstrap "
             "resamples, seed 0; **bold** = the interval excludes 0):",
             "",
-            "| method | " + " | ".join(METRIC_NAMES) + " |",
-            "|---|" + "---:|" * len(METRIC_NAMES),
-            *(
-                f"| {label} | " + " | ".join(difference_cell(d[m]) for m in METRIC_NAMES) + " |"
-                for label, d in diffs.items()
-            ),
+            *difference_table(diffs, "method"),
             "",
         ]
     lines = [

@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sgdfuse_ros.imaging import ir_to_unit, read_pair
+from sgdfuse_ros.imaging import ir_to_unit, pair_files, read_pair
 from sgdfuse_ros.metrics import METRIC_NAMES
 from sgdfuse_ros.model_io import DEFAULT_WEIGHTS
 from sgdfuse_ros.tools.detection import (
@@ -72,12 +72,11 @@ def write_object_masks(label_dir: Path, out_dir: Path, object_classes: tuple[int
 
 def masks_as_infrared_prior(masks, backend, val: Path):
     """Given priors for ``fuse_paths``: the object mask of a pair as M_ir, ``backend``'s M_vis."""
+    pairs = {stem: (ir, vi) for stem, ir, vi in pair_files(val / "ir", val / "vi")[0]}
 
     def load(name: str) -> tuple[np.ndarray, np.ndarray]:
         m_ir, _ = masks(name)
-        (ir_path,) = [p for p in (val / "ir").iterdir() if p.stem == name]
-        (vi_path,) = [p for p in (val / "vi").iterdir() if p.stem == name]
-        ir, vis = read_pair(ir_path, vi_path)
+        ir, vis = read_pair(*pairs[name])
         _, m_vis = backend.compute(ir_to_unit(ir), vis)
         return m_ir, m_vis
 
@@ -94,9 +93,9 @@ def fusion_stamp(
 
 
 def fuse_variant(pipeline, val: Path, folder: Path, given, stamp: dict[str, object]) -> Path:
-    """Fuse the validation pairs into ``folder`` unless every pair is there already, fused with
-    the same weights, K and variant (``fused_with.json``): a folder of other weights is
-    fused again, never reused."""
+    """Fuse the validation pairs into ``folder`` unless every pair is there already, fused as
+    ``stamp`` says (``fused_with.json``: weights, K, prior settings, variant): a folder fused
+    otherwise is fused again, never reused."""
     expected = {p.stem for p in (val / "ir").iterdir()}
     stamp_file = folder / STAMP_NAME
     if (
@@ -161,6 +160,18 @@ def paired_metric_differences(
 def difference_cell(diff: dict) -> str:
     text = f"{diff['difference']:+.4f} [{diff['ci'][0]:+.4f}, {diff['ci'][1]:+.4f}]"
     return f"**{text}**" if diff["real"] else text
+
+
+def difference_table(diffs: dict[str, dict[str, dict]], first_column: str) -> list[str]:
+    """Markdown rows of ``paired_metric_differences``: one row per method, mean [CI] per metric."""
+    return [
+        f"| {first_column} | " + " | ".join(METRIC_NAMES) + " |",
+        "|---|" + "---:|" * len(METRIC_NAMES),
+        *(
+            f"| {name} | " + " | ".join(difference_cell(d[m]) for m in METRIC_NAMES) + " |"
+            for name, d in diffs.items()
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,13 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Paired differences to `computed` (mean [95 % CI]; **bold** = interval excludes 0):",
         "",
-        "| variant | " + " | ".join(METRIC_NAMES) + " |",
-        "|---|" + "---:|" * len(METRIC_NAMES),
+        *difference_table(metric_diffs, "variant"),
     ]
-    for variant, diffs in metric_diffs.items():
-        lines.append(
-            f"| {variant} | " + " | ".join(difference_cell(diffs[m]) for m in METRIC_NAMES) + " |"
-        )
     lines += ["", "## Detection", "", detection.markdown(), "Command:", "", f"    {command}", ""]
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text("\n".join(lines))

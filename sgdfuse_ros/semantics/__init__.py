@@ -74,11 +74,14 @@ def build_prior_backend(
     sam_model_type: str = "vit_b",
     sam_checkpoint: str | None = None,
     device: str = "cpu",
+    classical_defaults: dict[str, object] | None = None,
     **options: object,
 ) -> PriorBackend:
     """Build the prior backend named by ``kind`` ("auto", "sam" or "classical").
 
     ``options`` are the backend's settings (``SamSettings`` / ``ClassicalSettings`` fields).
+    ``classical_defaults`` (``ClassicalSettings`` fields, e.g. those weights were trained with)
+    apply only when the classical backend is the one built, under ``options``.
     An empty ``sam_checkpoint`` counts as none (ROS parameters cannot be None). With "auto"
     and no checkpoint the classical backend stands in and a warning says so; SAM-only options
     are then ignored (also said in the warning). "sam" without a usable checkpoint raises
@@ -105,9 +108,10 @@ def build_prior_backend(
             )
         return SamPriorBackend.from_checkpoint(sam_model_type, checkpoint, device, **options)
 
+    base = {k: v for k, v in (classical_defaults or {}).items() if k in _CLASSICAL_OPTIONS}
     if kind == "classical":
         _reject_options(options, _CLASSICAL_OPTIONS, "classical")
-        return ClassicalPriorBackend(**options)
+        return ClassicalPriorBackend(**{**base, **options})
 
     ignored = sorted(set(options) - _CLASSICAL_OPTIONS)
     LOGGER.warning(
@@ -117,7 +121,7 @@ def build_prior_backend(
         f"; ignoring SAM-only options {ignored}" if ignored else "",
     )
     return ClassicalPriorBackend(
-        **{key: value for key, value in options.items() if key in _CLASSICAL_OPTIONS}
+        **base, **{key: value for key, value in options.items() if key in _CLASSICAL_OPTIONS}
     )
 
 
