@@ -29,14 +29,6 @@ from .semantics import build_prior_backend
 LOG = logging.getLogger("sgdfuse_ros")
 
 
-def trained_classical_settings(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The classical prior settings recorded with the weights (empty without a classical
-    record); settings an older record lacks take ``ClassicalSettings``' defaults, which are
-    what it used."""
-    recorded = metadata.get("prior_settings") or {}
-    return dict(recorded) if recorded.get("backend") == "classical" else {}
-
-
 @dataclass
 class FusionResult:
     fused: np.ndarray  # H×W×3 uint8 RGB
@@ -156,7 +148,7 @@ class FusionPipeline:
             sam_checkpoint=options.sam_checkpoint,
             device=options.device,
             # the heads learned what their training's maps look like: compute them the same way
-            classical_defaults=trained_classical_settings(self.metadata),
+            trained_settings=self.metadata.get("prior_settings"),
         )
         trained_with = self.metadata.get("prior_backend")
         if trained_with and trained_with != self.priors.name:

@@ -31,6 +31,7 @@ from sgdfuse_ros.io.image_codec import (
 )
 from sgdfuse_ros.ros.diagnostics import (
     FusionStats,
+    Health,
     HealthInputs,
     HealthMonitor,
     HealthThresholds,
@@ -89,9 +90,36 @@ def test_inputs_arriving_and_nothing_fused_is_error_for_as_long_as_it_lasts() ->
 def test_nothing_fused_since_activation_counts_from_activation() -> None:
     health, clock = monitor(), Clock()
     result = health.assess(period(clock, fused_ago=None, active_since=clock.now - 2.0))
-    assert result.level == "ok"  # still within the timeout after activation
+    assert result.level == "warn"  # within the timeout: starting, not yet a fault
     result = health.assess(period(clock, fused_ago=None, active_since=clock.now - 30.0))
     assert result.level == "error"
+
+
+def test_status_is_never_ok_before_the_first_fused_frame() -> None:
+    stats, health, clock = FusionStats(), monitor(), Clock()
+    activated = clock.now
+    for _ in range(4):  # inputs arriving, first frames still in the pipeline
+        level, message = fusion_status(
+            stats, health.assess(period(clock, fused_ago=None, active_since=activated))
+        )
+        assert level == "warn", message
+        assert message.startswith("nothing fused yet (")
+    no_camera_yet = HealthInputs(  # also WARN before the no-input timeout
+        now=activated + 2.0,
+        active_since=activated,
+        input_rate_hz=dict.fromkeys(TOPICS, 0.0),
+        seconds_since_input=dict.fromkeys(TOPICS, None),
+        seconds_since_fused=None,
+        lost_total={},
+        qos_incompatible={},
+    )
+    result = monitor().assess(no_camera_yet)
+    assert result == Health("warn", ("nothing fused yet (2 s since activation)",))
+    stats.record_fused({"total": 80.0}, 90.0, 85.0)  # the first frame is out
+    level, message = fusion_status(
+        stats, health.assess(period(clock, fused_ago=0.1, active_since=activated))
+    )
+    assert level == "ok" and message.startswith("fusing")
 
 
 def test_no_input_is_warn_while_it_lasts() -> None:

@@ -497,22 +497,33 @@ def test_bad_checkpoints_raise_weights_error(tmp_path: Path) -> None:
         build_prior_backend("sam", sam_model_type="vit_x", sam_checkpoint=str(vit_l_like))
 
 
-def test_sam_loads_a_checkpoint_through_the_registry(
-    small_sam: Sam, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def tiny_sam_checkpoint(small_sam: Sam, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """small_sam saved as a checkpoint, with the tiny model standing in for vit_b in the
+    registry so loading runs without a 375 MB file."""
     import segment_anything
     import torch
 
-    from sgdfuse_ros.semantics import SamPriorBackend, build_small_sam
+    from sgdfuse_ros.semantics import build_small_sam
 
     checkpoint = tmp_path / "tiny_sam.pth"
     torch.save(small_sam.state_dict(), checkpoint)
-    # Stand the tiny model in for vit_b so loading runs without a 375 MB file.
     monkeypatch.setitem(
         segment_anything.sam_model_registry,
         "vit_b",
         lambda checkpoint=None: build_small_sam(seed=123),
     )
+    return checkpoint
+
+
+def test_sam_loads_a_checkpoint_through_the_registry(
+    small_sam: Sam, tiny_sam_checkpoint: Path
+) -> None:
+    import torch
+
+    from sgdfuse_ros.semantics import SamPriorBackend
+
+    checkpoint = tiny_sam_checkpoint
     backend = build_prior_backend("sam", sam_model_type="vit_b", sam_checkpoint=str(checkpoint))
     assert isinstance(backend, SamPriorBackend)
     for name, tensor in backend.sam.state_dict().items():
@@ -520,6 +531,30 @@ def test_sam_loads_a_checkpoint_through_the_registry(
     assert backend.settings()["checkpoint"] == "tiny_sam.pth"
     m_ir, _ = backend.compute(_warm_rectangle_ir(), _grey_vis_with_red_box())
     assert m_ir.shape == (HEIGHT, WIDTH)
+
+
+def test_sam_prompts_and_filters_are_those_the_weights_were_trained_with(
+    tiny_sam_checkpoint: Path,
+) -> None:
+    checkpoint = tiny_sam_checkpoint
+    trained = {"backend": "sam", "vis_points_per_side": 4, "pred_iou_thresh": 0.5}
+
+    def build(record: dict[str, object], **options: object) -> dict[str, object]:
+        return build_prior_backend(
+            "sam", sam_checkpoint=str(checkpoint), trained_settings=record, **options
+        ).settings()
+
+    applied = build(trained)
+    assert applied["vis_points_per_side"] == 4 and applied["pred_iou_thresh"] == 0.5
+    assert applied["ir_max_points"] == 16  # not recorded: the default
+    assert build(trained, vis_points_per_side=6)["vis_points_per_side"] == 6  # options win
+    # a record of the other backend does not configure this one
+    classical_record = {"backend": "classical", "work_size": 128}
+    assert build(classical_record)["vis_points_per_side"] == 8
+    assert (
+        build_prior_backend("classical", trained_settings=trained).settings()["work_size"]
+        == (build_prior_backend("classical").settings()["work_size"])
+    )
 
 
 def test_semantics_imports_and_runs_classical_without_torch() -> None:

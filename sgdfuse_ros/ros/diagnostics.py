@@ -291,6 +291,8 @@ class HealthMonitor:
       become the new normal; deactivate/activate resets it after a deliberate rate change).
     * WARN: the middleware reported lost samples on a topic within ``loss_hold_s``.
     * WARN: a publisher on a topic has a QoS the subscription cannot receive from.
+    * WARN: nothing fused since activation, and no other finding yet (starting up): the status
+      is never OK while the node has produced nothing.
     ``dropped_busy`` is never a finding: while frames are fused it is expected load shedding.
     """
 
@@ -346,13 +348,13 @@ class HealthMonitor:
             reason = inputs.qos_incompatible.get(topic, "")
             if reason:
                 findings.append(("warn", f"{topic} QoS incompatible: {reason}"))
-        if all(live.values()):
-            since_fused = inputs.seconds_since_fused
-            idle_for = inputs.now - inputs.active_since if since_fused is None else since_fused
-            if idle_for >= limits.timeout_s:
-                findings.insert(
-                    0, ("error", f"nothing fused for {idle_for:.0f} s while inputs arrive")
-                )
+        since_fused = inputs.seconds_since_fused
+        idle_for = inputs.now - inputs.active_since if since_fused is None else since_fused
+        if all(live.values()) and idle_for >= limits.timeout_s:
+            findings.insert(0, ("error", f"nothing fused for {idle_for:.0f} s while inputs arrive"))
+        elif since_fused is None and not findings:
+            # Starting up (or re-activated): nothing is wrong yet, but nothing is fused either.
+            findings.append(("warn", f"nothing fused yet ({idle_for:.0f} s since activation)"))
         level = max((lvl for lvl, _ in findings), key=_LEVEL_ORDER.__getitem__, default="ok")
         return Health(level, tuple(text for _, text in findings))
 
@@ -375,14 +377,14 @@ class HealthMonitor:
 
 
 def _fusing_message(fused: RateMeter) -> str:
-    """The OK message: the fused rate, or what it cannot show (nothing fused yet, or fewer than
-    two frames in the rate window), instead of a misleading "0.0 fps"."""
+    """The OK message: the fused rate, or the age of the last frame when fewer than two fall in
+    the rate window, instead of a misleading "0.0 fps"."""
     rate = fused.rate()
     if rate > 0:
         return f"fusing at {rate:.1f} fps"
     since = fused.seconds_since_last()
     if since is None:
-        return "active, nothing fused yet"
+        return "nothing fused yet"
     return f"fusing, last frame {since:.1f} s ago"
 
 

@@ -74,14 +74,15 @@ def build_prior_backend(
     sam_model_type: str = "vit_b",
     sam_checkpoint: str | None = None,
     device: str = "cpu",
-    classical_defaults: dict[str, object] | None = None,
+    trained_settings: dict[str, object] | None = None,
     **options: object,
 ) -> PriorBackend:
     """Build the prior backend named by ``kind`` ("auto", "sam" or "classical").
 
     ``options`` are the backend's settings (``SamSettings`` / ``ClassicalSettings`` fields).
-    ``classical_defaults`` (``ClassicalSettings`` fields, e.g. those weights were trained with)
-    apply only when the classical backend is the one built, under ``options``.
+    ``trained_settings`` is a backend's recorded ``settings()`` (e.g. the weights' training
+    priors): its fields are the defaults, under ``options``, when the backend it names is the
+    one built, since heads learn what their training's maps look like.
     An empty ``sam_checkpoint`` counts as none (ROS parameters cannot be None). With "auto"
     and no checkpoint the classical backend stands in and a warning says so; SAM-only options
     are then ignored (also said in the warning). "sam" without a usable checkpoint raises
@@ -97,6 +98,7 @@ def build_prior_backend(
         )
     checkpoint = sam_checkpoint or None
     use_sam = kind == "sam" or (kind == "auto" and checkpoint is not None)
+    recorded = trained_settings or {}
     if use_sam:
         _reject_options(options, _SAM_OPTIONS, "sam")
         if checkpoint is None:
@@ -106,9 +108,12 @@ def build_prior_backend(
                 + CHECKPOINT_HINT.format(files=files)
                 + " (or use the classical backend)"
             )
-        return SamPriorBackend.from_checkpoint(sam_model_type, checkpoint, device, **options)
+        base = _recorded_options(recorded, "sam", _SAM_OPTIONS)
+        return SamPriorBackend.from_checkpoint(
+            sam_model_type, checkpoint, device, **{**base, **options}
+        )
 
-    base = {k: v for k, v in (classical_defaults or {}).items() if k in _CLASSICAL_OPTIONS}
+    base = _recorded_options(recorded, "classical", _CLASSICAL_OPTIONS)
     if kind == "classical":
         _reject_options(options, _CLASSICAL_OPTIONS, "classical")
         return ClassicalPriorBackend(**{**base, **options})
@@ -123,6 +128,16 @@ def build_prior_backend(
     return ClassicalPriorBackend(
         **base, **{key: value for key, value in options.items() if key in _CLASSICAL_OPTIONS}
     )
+
+
+def _recorded_options(
+    recorded: dict[str, object], backend: str, allowed: frozenset[str]
+) -> dict[str, object]:
+    """The fields of a recorded ``settings()`` that configure ``backend`` (none if another
+    backend was recorded; fields an older record lacks keep their defaults)."""
+    if recorded.get("backend") != backend:
+        return {}
+    return {key: value for key, value in recorded.items() if key in allowed}
 
 
 def _reject_options(options: dict[str, object], allowed: frozenset[str], kind: str) -> None:
