@@ -24,6 +24,14 @@ def find_image(folder: Path, stem: str) -> Path:
     return matches[0]
 
 
+def labelled_folder(item: str, flag: str) -> tuple[str, Path]:
+    """``LABEL=FOLDER`` of a command-line flag, the folder checked to exist."""
+    label, sep, folder = item.partition("=")
+    if not sep or not Path(folder).is_dir():
+        raise SystemExit(f"{flag} {item}: expected LABEL=FOLDER with an existing folder")
+    return label, Path(folder)
+
+
 def tile(path: Path, label: str, width: int) -> np.ndarray:
     """The image as BGR, scaled to ``width``, with its label in the top-left corner."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -48,12 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tile-width", type=int, default=320)
     p.add_argument("--out", type=Path, required=True, help=".jpg or .png")
     args = p.parse_args(argv)
-    methods = []
-    for item in args.method:
-        label, sep, folder = item.partition("=")
-        if not sep or not Path(folder).is_dir():
-            raise SystemExit(f"--method {item}: expected LABEL=FOLDER with an existing folder")
-        methods.append((label, Path(folder)))
+    methods = [labelled_folder(item, "--method") for item in args.method]
     rows = []
     for stem in args.pairs:
         columns = [("IR", args.val / "ir"), ("VIS", args.val / "vi"), *methods]
