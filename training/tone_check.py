@@ -66,25 +66,29 @@ def apply_to_luminance(bgr: np.ndarray, curve: ToneCurve) -> np.ndarray:
     return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR)
 
 
-def flat_noise(luma: np.ndarray, visible_luma: np.ndarray) -> float:
-    """Std of the 3×3 high-pass of ``luma`` where the visible image is flat (NaN if nowhere)."""
-    texture = cv2.blur(np.abs(cv2.Laplacian(visible_luma.astype(np.float32), cv2.CV_32F)), (9, 9))
-    flat = texture < 2.0
+def flat_region(visible_bgr: np.ndarray) -> np.ndarray:
+    """Where the visible image is flat (little 9×9-averaged Laplacian): noise shows there."""
+    visible = to_luminance(cv2.cvtColor(visible_bgr, cv2.COLOR_BGR2RGB)).astype(np.float32)
+    return cv2.blur(np.abs(cv2.Laplacian(visible, cv2.CV_32F)), (9, 9)) < 2.0
+
+
+def flat_noise(luma: np.ndarray, flat: np.ndarray) -> float:
+    """Std of the 3×3 high-pass of ``luma`` over the ``flat`` pixels (NaN if there are none)."""
     high_pass = luma.astype(np.float32) - cv2.blur(luma.astype(np.float32), (3, 3))
     return float(high_pass[flat].std()) if flat.any() else float("nan")
 
 
-def tone_statistics(folder: Path, pairs: list[tuple[str, Path, Path]]) -> dict[str, float]:
-    """Mean grey by day / night, saturated share (≥ 250, %) and flat-region noise of a folder."""
+def tone_statistics(folder: Path, flat_regions: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean grey by day / night, saturated share (≥ 250, %) and flat-region noise of a folder
+    (``flat_regions``: each pair's ``flat_region``, computed once for every folder)."""
     by_time: dict[str | None, list[float]] = {"day": [], "night": [], None: []}
     saturated, noise = [], []
-    for stem, _, vi_path in pairs:
+    for stem, flat in flat_regions.items():
         path = find_image(folder, stem)
         luma = to_luminance(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
-        visible = to_luminance(cv2.cvtColor(cv2.imread(str(vi_path)), cv2.COLOR_BGR2RGB))
         by_time[time_of_day(stem)].append(float(luma.mean()))
         saturated.append(float((luma >= 250).mean() * 100.0))
-        noise.append(flat_noise(luma, visible))
+        noise.append(flat_noise(luma, flat))
     return {
         "day": float(np.mean(by_time["day"])) if by_time["day"] else float("nan"),
         "night": float(np.mean(by_time["night"])) if by_time["night"] else float("nan"),
@@ -106,18 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     pairs, _ = pair_files(args.val / "ir", args.val / "vi")
     if not pairs:
         raise SystemExit(f"no IR/VIS pairs in {args.val}")
-    rows = {"input": args.fused}
-    for name, curve in tone_curves(args.lift_to).items():
-        target = args.out / name
-        target.mkdir(parents=True, exist_ok=True)
-        for path in sorted(args.fused.glob("*.png")):
-            cv2.imwrite(str(target / path.name), apply_to_luminance(cv2.imread(str(path)), curve))
-        rows[name] = target
+    curves = tone_curves(args.lift_to)
+    rows = {"input": args.fused, **{name: args.out / name for name in curves}}
+    for name in curves:
+        rows[name].mkdir(parents=True, exist_ok=True)
+    for path in sorted(args.fused.glob("*.png")):
+        image = cv2.imread(str(path))
+        for name, curve in curves.items():
+            cv2.imwrite(str(rows[name] / path.name), apply_to_luminance(image, curve))
     rows.update(labelled_folder(item, "--compare") for item in args.compare)
+    flat_regions = {stem: flat_region(cv2.imread(str(vi_path))) for stem, _, vi_path in pairs}
     print("| images | mean grey, day | mean grey, night | saturated % | flat-region noise |")
     print("|---|---:|---:|---:|---:|")
     for name, folder in rows.items():
-        s = tone_statistics(folder, pairs)
+        s = tone_statistics(folder, flat_regions)
         print(
             f"| {name} | {s['day']:.1f} | {s['night']:.1f} | {s['saturated']:.2f} | {s['noise']:.3f} |"
         )
