@@ -205,3 +205,17 @@ def test_baseline_fuse_rejects_bad_rule_and_size() -> None:
         baseline_fuse(ir, vi, "median")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="sizes differ"):
         baseline_fuse(ir[:-2], vi, "max")
+
+
+def test_baseline_fuse_additive_adds_the_infrared_departure_from_its_median() -> None:
+    ir = np.full((HEIGHT, WIDTH), 40, np.uint8)
+    ir[10:20, 10:20] = 200  # a warm object, 160 above the frame's median
+    ir[30:40, 30:40] = 0  # a cold patch, 40 below it
+    vi = np.tile(np.linspace(60, 240, WIDTH), (HEIGHT, 1)).astype(np.uint8)  # visible texture
+    fused = baseline_fuse(ir, vi, "additive")[..., 0].astype(int)
+    expected = np.clip(vi.astype(int) + ir.astype(int) - 40, 0, 255)
+    np.testing.assert_array_equal(fused, expected)
+    # Unlike max, the visible texture stays inside the warm object (until it clips at 255).
+    warm_row = fused[15, 10:20]
+    assert (np.diff(warm_row) >= 0).all() and warm_row[0] < warm_row[-1] <= 255
+    assert (fused[35, 30:40] < vi[35, 30:40]).all()  # cold regions darken

@@ -89,3 +89,35 @@ def test_tone_check_writes_tone_mapped_copies_and_measures_their_noise(
     assert equalized.std() > cv2.imread(str(fused / "00002N.png"))[..., 0].std()
     with pytest.raises(SystemExit, match="expected LABEL=FOLDER"):
         tone_check.main([*args, "--compare", str(noisy)])
+
+
+def test_reference_fusions_take_a_warm_object_from_the_infrared_and_the_rest_from_the_visible(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from training import reference_fusions
+
+    val = tmp_path / "val"
+    for sub in ("ir", "vi"):
+        (val / sub).mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    ir = np.clip(rng.normal(60, 3, (96, 128)), 0, 255).astype(np.uint8)  # a cool scene
+    ir[30:70, 50:70] = 230  # one warm person
+    vi = np.repeat(np.tile(np.linspace(40, 200, 128), (96, 1))[..., None], 3, 2).astype(np.uint8)
+    cv2.imwrite(str(val / "ir" / "0000.png"), ir)
+    cv2.imwrite(str(val / "vi" / "0000.png"), vi)
+
+    out = tmp_path / "reference"
+    assert reference_fusions.main(["--val", str(val), "--out", str(out)]) == 0
+    assert "ir_objects: 1 images" in capsys.readouterr().out
+    luma = {
+        rule: cv2.imread(str(out / rule / "0000.png"))[..., 1].astype(int)
+        for rule in ("max", "additive", "ir_objects")
+    }
+    assert abs(luma["ir_objects"][50, 60] - 230) <= 2  # the object: the infrared pixel
+    assert np.abs(luma["ir_objects"][:, :30] - vi[:, :30, 0]).max() <= 2  # far away: visible
+    np.testing.assert_array_equal(luma["max"], np.maximum(ir, vi[..., 0]))
+    assert (out / "additive" / "0000.png").is_file() and not (out / "mean").exists()
+    with pytest.raises(SystemExit):
+        reference_fusions.main(["--val", str(val), "--out", str(out), "--rules", "median"])

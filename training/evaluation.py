@@ -68,15 +68,19 @@ def fuse_folder(
 
 
 def write_baselines(
-    val_folder: str | Path, out_root: Path, max_pairs: int | None = None
+    val_folder: str | Path,
+    out_root: Path,
+    max_pairs: int | None = None,
+    rules: tuple[str, ...] = ("mean", "max"),
 ) -> list[Path]:
-    """Plain mean and max luminance fusion of the validation pairs (the `sgdfuse eval` baselines)."""
+    """Plain luminance fusion of the validation pairs, one folder per ``baseline_fuse`` rule
+    (mean and max: the baseline rows of every training evaluation)."""
     from sgdfuse_ros.imaging import read_pair
     from sgdfuse_ros.tools.evaluate import baseline_fuse
     from training.datasets import ProblemReport, find_pairs
 
     folders = []
-    for rule in ("mean", "max"):
+    for rule in rules:
         folder = out_root / rule
         folder.mkdir(parents=True, exist_ok=True)
         for pair in find_pairs(val_folder, ProblemReport())[:max_pairs]:

@@ -79,7 +79,7 @@ def flat_noise(luma: np.ndarray, flat: np.ndarray) -> float:
 
 
 def tone_statistics(folder: Path, flat_regions: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean grey by day / night, saturated share (≥ 250, %) and flat-region noise of a folder
+    """Mean grey by day / night (NaN without MSRS-style names), saturated share (≥ 250, %) and flat-region noise of a folder
     (``flat_regions``: each pair's ``flat_region``, computed once for every folder)."""
     by_time: dict[str | None, list[float]] = {"day": [], "night": [], None: []}
     saturated, noise = [], []
@@ -124,9 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|")
     for name, folder in rows.items():
         s = tone_statistics(folder, flat_regions)
-        print(
-            f"| {name} | {s['day']:.1f} | {s['night']:.1f} | {s['saturated']:.2f} | {s['noise']:.3f} |"
-        )
+        day, night = (f"{s[t]:.1f}" if s[t] == s[t] else "–" for t in ("day", "night"))  # NaN: –
+        print(f"| {name} | {day} | {night} | {s['saturated']:.2f} | {s['noise']:.3f} |")
     return 0
 
 

@@ -64,18 +64,22 @@ def _to_uint8(img: np.ndarray, what: str) -> np.ndarray:
     raise InputError(f"unsupported {what} dtype {arr.dtype}; use uint8 or float")
 
 
-def baseline_fuse(
-    ir: np.ndarray, vi: np.ndarray, rule: Literal["mean", "max"] = "mean"
-) -> np.ndarray:
+BaselineRule = Literal["mean", "max", "additive"]
+BASELINE_RULES: tuple[BaselineRule, ...] = ("mean", "max", "additive")
+
+
+def baseline_fuse(ir: np.ndarray, vi: np.ndarray, rule: BaselineRule = "mean") -> np.ndarray:
     """Plain pixel-wise fusion for baseline rows: RGB uint8 H×W×3.
 
-    The visible image goes to YCrCb; its Y is replaced by ``(Y + IR) / 2`` (``mean``) or
-    ``max(Y, IR)`` (``max``) and its chroma is kept, the same colour handling as the learned
+    The visible image goes to YCrCb; its Y is replaced by ``(Y + IR) / 2`` (``mean``),
+    ``max(Y, IR)`` (``max``) or ``Y + IR − median(IR)`` clipped to 0–255 (``additive``: what is
+    warmer than the frame's typical level brightens, what is colder darkens, and neither source
+    is dropped anywhere) and its chroma is kept, the same colour handling as the learned
     fusion, so the baselines differ from it only in how luminance is combined. IR may be H×W
     or H×W×3 (3 channels are reduced to gray), VIS H×W×3 RGB or H×W; uint8 or float.
     """
-    if rule not in ("mean", "max"):
-        raise ValueError(f"unknown baseline rule {rule!r}; use 'mean' or 'max'")
+    if rule not in BASELINE_RULES:
+        raise ValueError(f"unknown baseline rule {rule!r}; use one of {', '.join(BASELINE_RULES)}")
     ir8 = _to_uint8(ir, "infrared")
     vi8 = _to_uint8(vi, "visible")
     if ir8.ndim == 3:
@@ -86,12 +90,14 @@ def baseline_fuse(
     if ir8.shape != vi8.shape[:2]:
         raise InputError(f"infrared {ir8.shape} and visible {vi8.shape[:2]} sizes differ")
     ycrcb = cv2.cvtColor(vi8, cv2.COLOR_RGB2YCrCb)
-    luma_vi = ycrcb[..., 0]
+    luma_vi = ycrcb[..., 0].astype(np.float32)
     if rule == "mean":
-        fused_luma = np.rint((luma_vi.astype(np.float32) + ir8.astype(np.float32)) / 2.0)
-        ycrcb[..., 0] = fused_luma.astype(np.uint8)
+        fused_luma = (luma_vi + ir8) / 2.0
+    elif rule == "max":
+        fused_luma = np.maximum(luma_vi, ir8)
     else:
-        ycrcb[..., 0] = np.maximum(luma_vi, ir8)
+        fused_luma = luma_vi + ir8 - np.median(ir8)
+    ycrcb[..., 0] = np.clip(np.rint(fused_luma), 0, 255).astype(np.uint8)
     return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB)
 
 
