@@ -173,6 +173,11 @@ def test_wrong_types_name_key_expected_type_and_value(config_file: Path) -> None
     assert error_of(config_file, ["stage2.ckpt_every=0"]).endswith(
         "stage2.ckpt_every must be at least 1, got 0"
     )
+    # 0 pairs would fail minutes later, after training, with "no usable IR/VIS pairs".
+    assert error_of(config_file, ["stage2.eval_max_pairs=0"]).endswith(
+        "stage2.eval_max_pairs must be at least 1, got 0"
+    )
+    assert load_config(config_file, ["stage2.eval_max_pairs=null"]).stage2.eval_max_pairs is None
 
 
 def test_overrides_set_values_with_yaml_types(config_file: Path) -> None:

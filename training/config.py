@@ -85,7 +85,7 @@ class Stage1Config:
     log_every: int = _positive()
     val_every: int = _positive()
     ckpt_every: int = _positive()
-    eval_max_pairs: int | None = None  # None = every validation pair
+    eval_max_pairs: int | None = field(default=None, metadata={"min": 1})  # None: every pair
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,7 +125,7 @@ class Stage2Config:
     val_every: int = _positive()
     ckpt_every: int = _positive()
     eval_steps: tuple[int, ...] = (1,)
-    eval_max_pairs: int | None = None
+    eval_max_pairs: int | None = field(default=None, metadata={"min": 1})
     output: str
     default_steps: int = 1
 
@@ -284,7 +284,7 @@ def _build(cls: Any, raw: Any, prefix: str, origins: _Origins) -> Any:
                 f"{origins.of(dotted)}: {dotted} must be one of {', '.join(choices)}; got {value!r}"
             )
         minimum = f.metadata.get("min")
-        if minimum is not None and value < minimum:
+        if minimum is not None and value is not None and value < minimum:
             raise ConfigError(
                 f"{origins.of(dotted)}: {dotted} must be at least {minimum}, got {value!r}"
             )
