@@ -39,12 +39,6 @@ class NoiseSchedule:
         abar = self.alphas_cumprod.to(x0.device)[t].to(x0.dtype).view(-1, 1, 1, 1)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
-    def sample_timesteps(
-        self, batch: int, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Uniform training timesteps."""
-        return torch.randint(0, self.num_timesteps, (batch,), generator=generator)
-
 
 def fixed_noise(
     num: int, shape: tuple[int, ...], seed: int, device: torch.device | str, dtype: torch.dtype

@@ -15,6 +15,7 @@ from sgdfuse_ros.io.sync import (
     THERMAL,
     ApproximateTimePairSync,
     PairCallback,
+    PairSynchronizer,
     SyncCounters,
     stamp_ns,
 )
@@ -95,7 +96,7 @@ def message_filters_available() -> bool:
 
 def make_pair_sync(
     queue_size: int, slop: float, callback: PairCallback, backend: str = "auto"
-) -> ApproximateTimePairSync | MessageFiltersPairSync:
+) -> PairSynchronizer:
     """Build a synchronizer: ``auto`` prefers message_filters, else the package's own."""
     if backend not in ("auto", "message_filters", "sgdfuse_ros"):
         raise ValueError(
