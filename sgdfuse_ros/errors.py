@@ -29,3 +29,13 @@ class BagError(ValueError):
     file missing, a topic absent) or written (the output exists already). The message is one
     line naming the bag. A ValueError, as the missing-topic error always was.
     """
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors.
+
+    Library messages run long: torch.load's to a dozen lines advising ``weights_only=False``
+    (unsafe for a file of unknown origin), rosbags' quote multi-line YAML parser output.
+    """
+    lines = str(error).strip().splitlines()
+    return lines[0][:limit] if lines else type(error).__name__

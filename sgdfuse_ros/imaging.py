@@ -85,6 +85,17 @@ def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
         raise OSError(f"cannot write image {path}")
 
 
+def require_folder(folder: str | Path, what: str = "image folder") -> Path:
+    """``folder`` as a Path; FileNotFoundError when it is absent, NotADirectoryError when it is
+    a file, each naming ``what`` it should have been."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"{what} {folder} does not exist")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{what} {folder} is a file, not a folder")
+    return folder
+
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -98,8 +109,7 @@ def pair_files(
     """
 
     def index(folder: Path) -> dict[str, Path]:
-        if not folder.is_dir():
-            raise FileNotFoundError(f"image folder {folder} does not exist")
+        require_folder(folder)
         return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
 
     irs, vis = index(Path(ir_dir)), index(Path(vi_dir))
@@ -116,15 +126,20 @@ def to_rgb_u8(img: np.ndarray) -> np.ndarray:
 
 
 def mosaic(tiles: list[tuple[str, np.ndarray]], max_tile_width: int = 480) -> np.ndarray:
-    """Labelled side-by-side strip of equally sized images, each scaled to at most ``max_tile_width``."""
+    """Labelled side-by-side strip of images, each scaled to at most ``max_tile_width``; tiles
+    of another height (an infrared frame not yet resized to the visible one) are scaled to the
+    first tile's height."""
     import cv2
 
     out = []
     for label, img in tiles:
         rgb = to_rgb_u8(img)
         scale = min(1.0, max_tile_width / rgb.shape[1])
-        if scale < 1.0:
-            rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if out:
+            scale = out[0].shape[0] / rgb.shape[0]
+        if scale != 1.0:
+            size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(rgb)
         cv2.putText(rgb, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .errors import WeightsError
+from .errors import WeightsError, first_line
 
 FORMAT = "sgdfuse_ros/weights/1"
 LOG = logging.getLogger("sgdfuse_ros")
@@ -63,13 +63,15 @@ def load_weights(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, 
     from .models.sgdfuse import SGDFuse, SGDFuseConfig
 
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"weights path {path} is a folder; pass the weights file (.pt) in it")
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist; {RETRAIN_HINT}")
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files
         raise WeightsError(
-            f"weights file {path} is corrupt or not a torch file ({type(exc).__name__}: {exc}); "
+            f"weights file {path} is corrupt or not a torch file ({type(exc).__name__}: {first_line(exc)}); "
             f"restore it (git checkout / re-download your training output) or {RETRAIN_HINT}"
         ) from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT:
@@ -77,11 +79,19 @@ def load_weights(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, 
             f"weights file {path} is not an sgdfuse_ros weights file (expected format {FORMAT}); "
             "save weights with sgdfuse_ros.model_io.save_weights"
         )
-    model = SGDFuse(SGDFuseConfig.from_dict(record["config"]))
+    try:
+        model = SGDFuse(SGDFuseConfig.from_dict(record["config"]))
+    except (KeyError, TypeError, ValueError) as exc:  # missing, unknown or mistyped fields
+        raise WeightsError(
+            f"weights file {path} has an unusable model config ({type(exc).__name__}: {exc}); "
+            "it was written by another version of sgdfuse_ros or edited by hand"
+        ) from exc
     try:
         model.load_state_dict(record["state_dict"])
-    except RuntimeError as exc:
-        raise WeightsError(f"weights file {path} does not match its own config: {exc}") from exc
+    except (KeyError, RuntimeError) as exc:  # torch lists every mismatched tensor, one per line
+        problems = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        detail = f"{len(problems)} tensor(s), first: {problems[0]}" if problems else first_line(exc)
+        raise WeightsError(f"weights file {path} does not match its own config ({detail})") from exc
     return model.to(device).eval(), dict(record.get("metadata", {}))
 
 

@@ -9,6 +9,7 @@ module that implements them.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,10 @@ class PipelineOptions:
             value = getattr(self, item.name)
             if choices and value not in choices:
                 raise ValueError(f"{item.name}={value!r} is not one of: {', '.join(choices)}")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", str(self.device)):
+            raise ValueError(
+                f"device={self.device!r} is not a torch device: use cpu, cuda or cuda:N"
+            )
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps={self.steps} must be >= 1 (None: the weights' default)")
         if self.prior_refresh_every < 1:

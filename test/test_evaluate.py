@@ -127,21 +127,22 @@ def test_evaluate_dirs_rejects_wrong_size_naming_the_file(
         evaluate_dirs(folders["ir"], folders["vi"], [bad], folders["out"], progress=False)
 
 
-def test_evaluate_dirs_empty_method_and_unpaired_sources(
+def test_evaluate_dirs_warns_of_unpaired_sources_and_refuses_a_folder_of_other_images(
     folders: dict[str, Path], tmp_path: Path
 ) -> None:
-    (tmp_path / "empty").mkdir()
     _write(folders["ir"] / "z99.png", _scene(20, 1))  # IR without its visible partner
-    with pytest.warns(UserWarning) as caught:
-        summary = evaluate_dirs(
-            folders["ir"], folders["vi"], [folders["max"], tmp_path / "empty"], folders["out"],
+    with pytest.warns(UserWarning, match="z99"):
+        evaluate_dirs(folders["ir"], folders["vi"], [folders["max"]], folders["out"], False)
+    (tmp_path / "empty").mkdir()  # e.g. the wrong folder: none of its files is a pair's
+    with (
+        pytest.raises(InputError, match="empty: no fused image in .* is named after"),
+        pytest.warns(UserWarning, match="z99"),  # still unpaired
+    ):
+        evaluate_dirs(
+            folders["ir"], folders["vi"], [folders["max"], tmp_path / "empty"], tmp_path / "o",
             progress=False,
         )  # fmt: skip
-    messages = " ".join(str(w.message) for w in caught)
-    assert "z99" in messages and "empty: 3 of 3" in messages
-    assert all(math.isnan(v) for v in summary["empty"].values())
-    assert json.loads((folders["out"] / SUMMARY_NAME).read_text())["empty"]["EN"] is None
-    assert "| empty | – |" in (folders["out"] / MARKDOWN_NAME).read_text()
+    assert not (tmp_path / "o").exists()  # refused before minutes of metrics
 
 
 def test_evaluate_dirs_disambiguates_folders_with_the_same_name(

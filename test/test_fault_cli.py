@@ -222,3 +222,142 @@ def test_bench_refuses_a_zero_count(capsys, flag: str) -> None:
     code, errors = sgdfuse(capsys, "bench", flag, "0")
     assert code == 2  # refused by the argument parser, before anything is measured
     assert len(errors) == 1 and flag in errors[0] and "must be >= 1" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (("bench", "--rate", "-5"), "must be > 0"),
+        (("bench", "--warmup", "-1"), "must be >= 0"),
+        (("bench", "--quality-backend", "bogus"), "invalid choice"),
+        (("export", "--height", "-5"), "must be >= 1"),
+        (("export", "--sam-model-type", "vit_x"), "invalid choice"),
+        (("demo", "--frames", "0"), "must be >= 1"),
+        (
+            ("eval", "--ir", "i", "--vi", "v", "--fused", "f", "--out", "o", "--det-seed", "-1"),
+            ">= 0",
+        ),
+        (("bag", "synth", "out", "--fps", "0"), "must be > 0"),
+        (("bag", "replay", "b", "--loop", "-1"), "must be >= 0"),
+        (("bag", "replay", "b", "--wait-for-subscribers", "nan"), "must be >= 0"),
+        (("bag", "fuse", "a", "b", "--fused-topic", "bad topic!"), "invalid ROS topic name"),
+    ],
+)
+def test_values_that_mean_nothing_are_refused_by_the_parser(
+    capsys, argv: tuple[str, ...], expected: str
+) -> None:
+    code, errors = sgdfuse(capsys, *argv)
+    assert code == 2  # before any file is read or any model loads
+    assert len(errors) == 1 and expected in errors[0], errors
+
+
+def test_fuse_refuses_to_write_into_a_source_folder(capsys, tmp_path: Path) -> None:
+    for name in ("ir", "vi"):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "a.png"), np.full((H, W), 7, np.uint8))
+    before = (tmp_path / "vi" / "a.png").read_bytes()
+    code, errors = sgdfuse(
+        capsys, "fuse", "--ir", tmp_path / "ir", "--vi", tmp_path / "vi", "--out", tmp_path / "vi"
+    )
+    assert code == 2 and len(errors) == 1 and "overwrite" in errors[0]
+    assert (tmp_path / "vi" / "a.png").read_bytes() == before  # the sources are untouched
+
+
+def test_a_device_torch_cannot_parse_is_one_line(capsys, image_folders, tmp_path: Path) -> None:
+    ir, vi = image_folders
+    code, errors = sgdfuse(
+        capsys, "fuse", "--ir", ir, "--vi", vi, "--out", tmp_path / "o", "--device", "gpu7"
+    )
+    assert code == 2 and len(errors) == 1 and "not a torch device" in errors[0]
+
+
+def test_eval_of_a_folder_without_any_pairs_image_is_an_error(
+    capsys, image_folders, tmp_path: Path
+) -> None:
+    ir, vi = image_folders
+    unrelated = tmp_path / "fused"
+    unrelated.mkdir()
+    cv2.imwrite(str(unrelated / "zzz.png"), np.zeros((H, W), np.uint8))  # no source is "zzz"
+    code, errors = sgdfuse(
+        capsys, "eval", "--ir", ir, "--vi", vi, "--fused", unrelated, "--out", tmp_path / "e"
+    )
+    assert code == 2 and len(errors) == 1 and "no fused image" in errors[0]
+
+
+def test_bag_fuse_that_pairs_nothing_says_why_and_counts_every_message(
+    capsys, bags, tmp_path: Path
+) -> None:
+    # The synthetic thermal stamps trail the RGB ones by 2 ms: with zero slop nothing pairs.
+    capsys.readouterr()
+    code = main(["bag", "fuse", str(bags["sqlite3"]), str(tmp_path / "fused"), "--slop", "0"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert f"({FRAMES} thermal, {FRAMES} RGB messages, {2 * FRAMES} unmatched)" in out
+    assert "error: no thermal/RGB pair fused" in err and "within --slop 0.0 s" in err
+
+
+def test_bag_commands_name_a_folder_that_is_not_a_bag(capsys, tmp_path: Path) -> None:
+    code, errors = sgdfuse(capsys, "bag", "replay", tmp_path)
+    assert code == 2 and len(errors) == 1 and "not a rosbag2 folder" in errors[0]
+
+
+def test_bench_fails_when_no_backend_can_run_the_weights(capsys, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    code, errors = sgdfuse(
+        capsys, "bench", "--weights", bad, "--backend", "torch", "--frames", "1", "--rounds", "1"
+    )
+    assert code == 2 and len(errors) == 1
+    assert "no backend could be built" in errors[0] and "corrupt or not a torch file" in errors[0]
+
+
+def test_warnings_are_one_line_without_python_source(capsys, tmp_path: Path) -> None:
+    for name in ("ir", "vi", "fused"):
+        (tmp_path / name).mkdir()
+    image = np.random.default_rng(3).integers(0, 256, (H, W), np.uint8)
+    for folder, stems in (("ir", ("a", "lonely")), ("vi", ("a",)), ("fused", ("a",))):
+        for stem in stems:
+            cv2.imwrite(str(tmp_path / folder / f"{stem}.png"), image)
+    capsys.readouterr()
+    argv = ["eval", "--ir", tmp_path / "ir", "--vi", tmp_path / "vi", "--fused", tmp_path / "fused"]
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "e"]]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 source image(s) without a partner skipped: ['lonely']" in err
+    assert "UserWarning" not in err and "evaluate_dirs(" not in err
+
+
+def test_the_demo_mosaic_takes_an_infrared_frame_of_another_size() -> None:
+    from sgdfuse_ros.imaging import mosaic
+
+    ir = np.zeros((120, 160), np.uint8)  # a thermal camera's size
+    vis = np.zeros((480, 640, 3), np.uint8)
+    strip = mosaic([("IR", ir), ("VIS", vis), ("fused", vis)], max_tile_width=320)
+    assert strip.shape == (120, 3 * 160, 3)  # every tile at the first tile's height
+
+
+@pytest.mark.parametrize("name", ["/fused/image", "fused", "~/debug/f1", "/cam_0/image"])
+def test_valid_topic_names_pass(name: str) -> None:
+    from sgdfuse_ros.io.bag import check_topic_name
+
+    assert check_topic_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "/", "bad topic!", "/a//b", "/a/", "/2d", "/a__b", "~"])
+def test_invalid_topic_names_say_what_a_name_is(name: str) -> None:
+    from sgdfuse_ros.io.bag import check_topic_name
+
+    with pytest.raises(ValueError, match="invalid ROS topic name"):
+        check_topic_name(name)
+
+
+def test_training_tools_report_bad_paths_on_one_line(capsys, tmp_path: Path) -> None:
+    from sgdfuse_ros.cli.main import run_tool
+
+    def main_with_a_missing_folder() -> int:
+        raise FileNotFoundError(f"image folder {tmp_path / 'ir'} does not exist")
+
+    with pytest.raises(SystemExit) as exit_:
+        run_tool(main_with_a_missing_folder, "training.some_tool")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"training.some_tool: error: image folder {tmp_path / 'ir'} does not exist\n"

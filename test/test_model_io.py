@@ -45,3 +45,34 @@ def test_corrupt_and_foreign_files(tmp_path):
     torch.save({"weights": torch.zeros(1)}, foreign)
     with pytest.raises(WeightsError, match="not an sgdfuse_ros weights file"):
         load_weights(foreign)
+    with pytest.raises(WeightsError, match="is a folder"):
+        load_weights(tmp_path)
+    with pytest.raises(WeightsError) as err:  # torch's long advice is cut to one line
+        load_weights(corrupt)
+    assert "\n" not in str(err.value) and "weights_only=False" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "break_config",
+    [
+        lambda config: config["stage1"].update(bogus=1),  # a field of a newer version
+        lambda config: config["unet"].update(base_channels="wide"),  # edited by hand
+    ],
+)
+def test_weights_with_an_unusable_config_are_a_weights_error(tmp_path, break_config):
+    path = save_weights(SGDFuse(small_config()), tmp_path / "w.pt", {"trained": True})
+    record = torch.load(path, weights_only=True)
+    break_config(record["config"])
+    torch.save(record, path)
+    with pytest.raises(WeightsError, match="unusable model config"):
+        load_weights(path)
+
+
+def test_tensors_that_do_not_fit_the_config_are_reported_on_one_line(tmp_path):
+    path = save_weights(SGDFuse(small_config()), tmp_path / "w.pt", {"trained": True})
+    record = torch.load(path, weights_only=True)
+    record["config"]["unet"]["base_channels"] *= 2  # every U-Net tensor now mismatches
+    torch.save(record, path)
+    with pytest.raises(WeightsError, match="does not match its own config") as err:
+        load_weights(path)
+    assert "\n" not in str(err.value) and "size mismatch for unet." in str(err.value)

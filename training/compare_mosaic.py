@@ -16,9 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sgdfuse_ros.cli.common import positive_int
+from sgdfuse_ros.imaging import require_folder
+
 
 def find_image(folder: Path, stem: str) -> Path:
-    matches = sorted(p for p in folder.iterdir() if p.stem == stem)
+    matches = sorted(p for p in require_folder(folder).iterdir() if p.stem == stem)
     if not matches:
         raise SystemExit(f"no image named {stem}.* in {folder}")
     return matches[0]
@@ -53,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val", type=Path, required=True, help="folder with ir/ and vi/")
     p.add_argument("--pairs", nargs="+", required=True, help="file stems, one row each")
     p.add_argument("--method", action="append", default=[], metavar="LABEL=FOLDER")
-    p.add_argument("--tile-width", type=int, default=320)
+    p.add_argument("--tile-width", type=positive_int, default=320)
     p.add_argument("--out", type=Path, required=True, help=".jpg or .png")
     args = p.parse_args(argv)
+    if args.out.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+        raise SystemExit(f"--out {args.out}: name a .jpg or .png file")
     methods = [labelled_folder(item, "--method") for item in args.method]
     rows = []
     for stem in args.pairs:
@@ -64,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             tile(find_image(folder, stem), f"{label} {stem}", args.tile_width)
             for label, folder in columns
         ]
+        for (label, folder), image in zip(columns, tiles, strict=True):
+            if image.shape != tiles[0].shape:
+                raise SystemExit(
+                    f"{label}: {stem} in {folder} has another aspect ratio than its infrared "
+                    "source (a fused image of another pair or size?)"
+                )
         rows.append(np.hstack(tiles))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 88])
@@ -72,4 +83,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sgdfuse_ros.cli.main import run_tool
+
+    run_tool(main, "training.compare_mosaic")

@@ -321,4 +321,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sgdfuse_ros.cli.main import run_tool
+
+    run_tool(main, "training.priors_ablation")

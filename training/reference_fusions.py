@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         default=list(DEFAULT_RULES),
     )
     args = p.parse_args(argv)
+    if not find_pairs(args.val, ProblemReport()):
+        raise ValueError(f"no IR/VIS pairs in {args.val}")
 
     luminance_rules = tuple(r for r in args.rules if r in BASELINE_RULES)
     folders = write_baselines(args.val, args.out, rules=luminance_rules)
@@ -79,4 +81,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sgdfuse_ros.cli.main import run_tool
+
+    run_tool(main, "training.reference_fusions")

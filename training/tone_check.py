@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sgdfuse_ros.imaging import pair_files
+from sgdfuse_ros.imaging import pair_files, require_folder
 from sgdfuse_ros.metrics import to_luminance
 from sgdfuse_ros.tools.detection import time_of_day
 from training.compare_mosaic import find_image, labelled_folder
@@ -78,6 +78,13 @@ def flat_noise(luma: np.ndarray, flat: np.ndarray) -> float:
     return float(high_pass[flat].std()) if flat.any() else float("nan")
 
 
+def read_bgr(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}")
+    return image
+
+
 def tone_statistics(folder: Path, flat_regions: dict[str, np.ndarray]) -> dict[str, float]:
     """Mean grey by day / night (NaN without MSRS-style names), saturated share (≥ 250, %) and flat-region noise of a folder
     (``flat_regions``: each pair's ``flat_region``, computed once for every folder)."""
@@ -85,7 +92,12 @@ def tone_statistics(folder: Path, flat_regions: dict[str, np.ndarray]) -> dict[s
     saturated, noise = [], []
     for stem, flat in flat_regions.items():
         path = find_image(folder, stem)
-        luma = to_luminance(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
+        luma = to_luminance(cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB))
+        if luma.shape != flat.shape:
+            raise ValueError(
+                f"{path} is {luma.shape[1]}×{luma.shape[0]}, its sources are "
+                f"{flat.shape[1]}×{flat.shape[0]}"
+            )
         by_time[time_of_day(stem)].append(float(luma.mean()))
         saturated.append(float((luma >= 250).mean() * 100.0))
         noise.append(flat_noise(luma, flat))
@@ -107,19 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lift-to", type=float, default=70.0, help="night_lift's target mean grey")
     p.add_argument("--compare", action="append", default=[], metavar="LABEL=FOLDER")
     args = p.parse_args(argv)
+    if not 0 < args.lift_to < 255:
+        raise SystemExit(f"--lift-to {args.lift_to}: a mean grey level between 0 and 255")
     pairs, _ = pair_files(args.val / "ir", args.val / "vi")
     if not pairs:
         raise SystemExit(f"no IR/VIS pairs in {args.val}")
+    require_folder(args.fused, "--fused folder")
     curves = tone_curves(args.lift_to)
     rows = {"input": args.fused, **{name: args.out / name for name in curves}}
     for name in curves:
         rows[name].mkdir(parents=True, exist_ok=True)
-    for path in sorted(args.fused.glob("*.png")):
-        image = cv2.imread(str(path))
+    for stem, _, _ in pairs:  # every pair's fused image, whatever its format; copies as PNG
+        image = read_bgr(find_image(args.fused, stem))
         for name, curve in curves.items():
-            cv2.imwrite(str(rows[name] / path.name), apply_to_luminance(image, curve))
+            cv2.imwrite(str(rows[name] / f"{stem}.png"), apply_to_luminance(image, curve))
     rows.update(labelled_folder(item, "--compare") for item in args.compare)
-    flat_regions = {stem: flat_region(cv2.imread(str(vi_path))) for stem, _, vi_path in pairs}
+    flat_regions = {stem: flat_region(read_bgr(vi_path)) for stem, _, vi_path in pairs}
     print("| images | mean grey, day | mean grey, night | saturated % | flat-region noise |")
     print("|---|---:|---:|---:|---:|")
     for name, folder in rows.items():
@@ -130,4 +145,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sgdfuse_ros.cli.main import run_tool
+
+    run_tool(main, "training.tone_check")

@@ -256,4 +256,6 @@ def evaluate_stage1(
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sgdfuse_ros.cli.main import run_tool
+
+    run_tool(main, "training.train_stage1")

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from sgdfuse_ros.cli.common import add_pipeline_arguments, batch_pipeline, positive_int
+from sgdfuse_ros.cli.common import (
+    add_pipeline_arguments,
+    batch_pipeline,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    ros_topic_name,
+)
 from sgdfuse_ros.io import image_codec
 from sgdfuse_ros.io.bag import (
     DEFAULT_FUSED_TOPIC,
     DEFAULT_RGB_TOPIC,
     DEFAULT_THERMAL_TOPIC,
     bag_frame_rate,
+    check_topic_name,
     write_synthetic_bag,
 )
 from sgdfuse_ros.io.registration import Registration
@@ -32,7 +42,7 @@ def add_parser(subparsers: Any) -> None:
     fuse.add_argument("output", type=Path, help="output bag folder (must not exist)")
     fuse.add_argument("--thermal-topic", default=DEFAULT_THERMAL_TOPIC)
     fuse.add_argument("--rgb-topic", default=DEFAULT_RGB_TOPIC)
-    fuse.add_argument("--fused-topic", default=DEFAULT_FUSED_TOPIC)
+    fuse.add_argument("--fused-topic", type=ros_topic_name, default=DEFAULT_FUSED_TOPIC)
     add_pipeline_arguments(fuse, defaults={"engine_build": "blocking"})
     fuse.add_argument("--slop", type=float, default=0.05, help="sync slop in seconds")
     fuse.add_argument("--queue-size", type=positive_int, default=10)
@@ -67,14 +77,16 @@ def add_parser(subparsers: Any) -> None:
     replay = actions.add_parser("replay", help="publish a bag over DDS with /clock")
     replay.add_argument("bag", type=Path)
     replay.add_argument("--rate", type=float, default=1.0)
-    replay.add_argument("--loop", type=int, default=1, help="times to play; 0 = forever")
+    replay.add_argument(
+        "--loop", type=non_negative_int, default=1, help="times to play; 0 = forever"
+    )
     replay.add_argument("--no-clock", action="store_true", help="do not publish /clock")
     replay.add_argument("--topics", nargs="*", default=None, help="only these topics")
     replay.add_argument("--remap", nargs="*", default=(), metavar="FROM:=TO")
     replay.add_argument("--qos", default="reliable", choices=("reliable", "sensor_data"))
     replay.add_argument(
         "--wait-for-subscribers",
-        type=float,
+        type=non_negative_float,
         default=0.0,
         metavar="SECONDS",
         help="wait up to this long for a subscriber on every image topic",
@@ -86,8 +98,8 @@ def add_parser(subparsers: Any) -> None:
     synth.add_argument("--frames", type=positive_int, default=30)
     synth.add_argument("--height", type=positive_int, default=480)
     synth.add_argument("--width", type=positive_int, default=640)
-    synth.add_argument("--fps", type=float, default=10.0)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--fps", type=positive_float, default=10.0)
+    synth.add_argument("--seed", type=non_negative_int, default=0)
     synth.add_argument("--thermal-encoding", default="mono8", choices=("mono8", "mono16"))
     synth.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"))
     synth.add_argument("--bag-version", type=int, default=8, choices=(8, 9))
@@ -141,7 +153,15 @@ def _run_fuse(args: argparse.Namespace) -> int:
         print(f"PNG frames: {report.png_dir}")
     if report.mp4_path:
         print(f"video: {report.mp4_path}")
-    return 0 if report.pairs_fused else 1
+    if not report.pairs_fused:
+        print(
+            f"sgdfuse bag fuse: error: no thermal/RGB pair fused: none of the messages' header "
+            f"stamps lie within --slop {args.slop} s of the other topic's, or every pair was bad "
+            "input (above); the output bag holds no fused frame",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _run_replay(args: argparse.Namespace) -> int:
@@ -151,8 +171,8 @@ def _run_replay(args: argparse.Namespace) -> int:
     for item in args.remap:
         source, sep, target = item.partition(":=")
         if not sep:
-            raise SystemExit(f"--remap needs FROM:=TO, got {item!r}")
-        remaps[source] = target
+            raise ValueError(f"--remap needs FROM:=TO, got {item!r}")
+        remaps[source] = check_topic_name(target)
     return replay_bag_cli(
         args.bag,
         rate=args.rate,

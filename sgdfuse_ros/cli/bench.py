@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sgdfuse_ros.cli.common import add_pipeline_arguments, options_from_args, positive_int
+from sgdfuse_ros.cli.common import (
+    add_pipeline_arguments,
+    non_negative_float,
+    non_negative_int,
+    options_from_args,
+    positive_float,
+    positive_int,
+)
 from sgdfuse_ros.deploy import BACKENDS
 
 
@@ -37,7 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--rounds", type=positive_int, default=3, help="interleaved rounds (median over all)"
     )
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=non_negative_int, default=2)
     parser.add_argument(
         "--prior-every",
         type=positive_int,
@@ -45,19 +52,29 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=[1],
         help="recompute priors every N frames",
     )
-    parser.add_argument("--rate", type=float, default=30.0, help="simulated input rate (Hz)")
-    parser.add_argument("--stream-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--rate", type=positive_float, default=30.0, help="simulated input rate (Hz)"
+    )
+    parser.add_argument(
+        "--stream-seconds", type=non_negative_float, default=5.0, help="0: the shortest stream"
+    )
     parser.add_argument(
         "--background-load",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="run N busy processes during the measurement (other nodes sharing the CPU)",
     )
     parser.add_argument("--data", help="folder with ir/ and vi/ frames (default: synthetic)")
     parser.add_argument("--quality", help="folder with ir/ vi/ pairs: add the quality-vs-K table")
-    parser.add_argument("--quality-pairs", type=int, help="use only the first N quality pairs")
-    parser.add_argument("--quality-backend", help="backend for the quality table (default: last)")
+    parser.add_argument(
+        "--quality-pairs", type=positive_int, help="use only the first N quality pairs"
+    )
+    parser.add_argument(
+        "--quality-backend",
+        choices=BACKENDS,
+        help="backend for the quality table, one of --backend (default: the last)",
+    )
     parser.add_argument(
         "--compare-weights",
         nargs="+",
@@ -81,6 +98,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from sgdfuse_ros.tools.bench import BenchConfig, format_tables, run_bench
 
+    for path in args.compare_weights:  # a typo must not become an "unavailable" row
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--compare-weights {path} is not a file")
     fields = BenchConfig.__dataclass_fields__
     config = BenchConfig(
         # args.steps is the list of K compared; the pipeline's own steps stays unset.

@@ -13,15 +13,44 @@ from sgdfuse_ros.options import PipelineOptions
 ALIASES = {"prior_backend": ("--prior",), "resize_mismatched": ("--resize",)}
 
 
+def _number(text: str, kind: type, minimum: float, above: bool) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+    if value != value or (value <= minimum if above else value < minimum):  # NaN too
+        raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {minimum}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type for counts and sizes: refused by the parser when below 1."""
+    return _number(text, int, 1, above=False)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for seeds, warm-up counts and "0 = forever" loops."""
+    return _number(text, int, 0, above=False)
+
+
+def positive_float(text: str) -> float:
+    """argparse type for rates and durations that must be above zero."""
+    return _number(text, float, 0, above=True)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type for waits and tolerances where zero means "none"."""
+    return _number(text, float, 0, above=False)
+
+
+def ros_topic_name(text: str) -> str:
+    """argparse type for a topic written to a bag or published: a valid ROS 2 name."""
+    from sgdfuse_ros.io.bag import check_topic_name
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+        return check_topic_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_pipeline_arguments(

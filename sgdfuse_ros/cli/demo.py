@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sgdfuse_ros.cli.common import add_pipeline_arguments, options_from_args
+from sgdfuse_ros.cli.common import add_pipeline_arguments, options_from_args, positive_int
 
 
 def add_parser(subparsers: Any) -> None:
@@ -14,9 +14,9 @@ def add_parser(subparsers: Any) -> None:
         "demo", help="fuse the built-in synthetic sequence (or --data DIR)"
     )
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
-    parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--frames", type=positive_int, default=20)
+    parser.add_argument("--height", type=positive_int, default=480)
+    parser.add_argument("--width", type=positive_int, default=640)
     parser.add_argument(
         "--data", type=Path, default=None, help="folder with ir/ and vi/: real pairs"
     )

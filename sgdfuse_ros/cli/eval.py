@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from sgdfuse_ros.cli.common import non_negative_int
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -30,7 +32,7 @@ def add_parser(subparsers: Any) -> None:
         help="the detector's class-id file (default: coco_labels.txt beside the model)",
     )
     group.add_argument("--det-samples", type=int, default=1000, help="bootstrap resamples")
-    group.add_argument("--det-seed", type=int, default=0, help="bootstrap seed")
+    group.add_argument("--det-seed", type=non_negative_int, default=0, help="bootstrap seed")
     parser.set_defaults(func=run)
 
 

@@ -12,6 +12,7 @@ from sgdfuse_ros.deploy.export import (
     export_fusion_onnx,
     export_sam_onnx,
 )
+from sgdfuse_ros.semantics.sam import SAM_MODEL_TYPES
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -34,8 +35,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--engine-dir", help="engine / ONNX cache directory (default: user cache)")
     parser.add_argument("--engine-precision", choices=PRECISIONS, default="fp16")
     parser.add_argument("--device", default="cuda", help="GPU the engines are built for (cuda[:N])")
-    parser.add_argument("--height", type=int, default=480, help="frame height the engines are for")
-    parser.add_argument("--width", type=int, default=640, help="frame width the engines are for")
+    parser.add_argument(
+        "--height", type=positive_int, default=480, help="frame height the engines are for"
+    )
+    parser.add_argument(
+        "--width", type=positive_int, default=640, help="frame width the engines are for"
+    )
     parser.add_argument(
         "--steps",
         type=positive_int,
@@ -43,7 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="K values to build engines for (default: every K the weights support)",
     )
     parser.add_argument(
-        "--sam-model-type", default="vit_b", help="SAM variant (vit_b, vit_l, vit_h)"
+        "--sam-model-type", default="vit_b", choices=SAM_MODEL_TYPES, help="SAM variant"
     )
     parser.add_argument(
         "--sam-checkpoint", help="SAM checkpoint; exports SAM's encoder and decoder"
@@ -78,18 +83,20 @@ def run(args: argparse.Namespace) -> int:
             f"--steps {' '.join(map(str, unsupported))}: these weights have no HFAH head for "
             f"that K (supported: {supported})"
         )
+    sam = None
+    if args.sam_checkpoint:  # load SAM before writing anything: a bad checkpoint fails first
+        from sgdfuse_ros.semantics import SamPriorBackend
+
+        sam = SamPriorBackend.from_checkpoint(args.sam_model_type, args.sam_checkpoint).sam
     if args.onnx:
         exported = export_fusion_onnx(model, args.onnx)
     else:
         exported = ensure_fusion_onnx(model, args.engine_dir)
     for graph in exported.graph_names():
         print(f"{graph:10s} {exported.path(graph)}")
-    sam = None
-    if args.sam_checkpoint:
+    if sam is not None:
         from sgdfuse_ros.deploy.sam_runtime import ensure_sam_onnx
-        from sgdfuse_ros.semantics import SamPriorBackend
 
-        sam = SamPriorBackend.from_checkpoint(args.sam_model_type, args.sam_checkpoint).sam
         sam_paths = (
             export_sam_onnx(sam, args.onnx) if args.onnx else ensure_sam_onnx(sam, args.engine_dir)
         )

@@ -9,6 +9,7 @@ bag is ``sgdfuse_ros.tools.bag_fuse``; replay over DDS needs rclpy and is
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import struct
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sgdfuse_ros.errors import BagError, InputError
+from sgdfuse_ros.errors import BagError, InputError, first_line
 from sgdfuse_ros.io import image_codec
 from sgdfuse_ros.io.sync import ApproximateTimePairSync, stamp_ns
 
@@ -49,10 +50,20 @@ def storage_plugin(storage: str) -> Any:
     return choices[storage]
 
 
-def _one_line(error: BaseException) -> str:
-    """The first line of an error message (rosbags quotes multi-line YAML parser output)."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+_NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_topic_name(name: str) -> str:
+    """``name`` if it is a valid ROS 2 topic name, else ValueError saying why (rclpy would
+    refuse it only when a publisher is made, e.g. when the bag is replayed)."""
+    body = name[2:] if name.startswith("~/") else name.removeprefix("/")
+    tokens = body.split("/")
+    if not body or not all(_NAME_TOKEN.fullmatch(t) for t in tokens) or "__" in body:
+        raise ValueError(
+            f"invalid ROS topic name {name!r}: use /-separated tokens of letters, digits and "
+            "single underscores, not starting with a digit (e.g. /fused/image)"
+        )
+    return name
 
 
 @contextmanager
@@ -67,8 +78,11 @@ def open_bag_reader(path: str | Path) -> Iterator[Any]:
     from rosbags.rosbag2 import Reader
     from rosbags.rosbag2.errors import ReaderError
 
+    path = Path(path)
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        raise BagError(f"{path} is not a rosbag2 folder: it has no metadata.yaml")
     try:
-        with Reader(Path(path)) as reader:
+        with Reader(path) as reader:
             yield reader
     except (InputError, BagError):
         raise
@@ -81,7 +95,7 @@ def open_bag_reader(path: str | Path) -> Iterator[Any]:
         KeyError,
         ValueError,
     ) as error:
-        raise BagError(f"cannot read bag {path}: {_one_line(error)}") from error
+        raise BagError(f"cannot read bag {path}: {first_line(error)}") from error
 
 
 def require_new_bag_path(path: str | Path) -> Path:
@@ -241,6 +255,8 @@ def timed_frames(
     The thermal stamp trails the RGB stamp by ``thermal_offset_ns`` (2 ms), as two free-running
     cameras would, so approximate sync is exercised rather than exact matching.
     """
+    if not fps > 0:
+        raise ValueError(f"frame rate must be above 0, got fps={fps}")
     period = int(round(1e9 / fps))
     return [
         FramePair(
@@ -396,7 +412,7 @@ def iter_bag_pairs(
                     max(thermal_item.log_time, rgb_item.log_time),
                 )
                 index += 1
-    stats.unmatched = sync.unmatched()
+    stats.unmatched = sync.unmatched() + sync.queued()  # the bag ended: queued never pair
 
 
 @dataclass

@@ -21,7 +21,8 @@ from typing import Any
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from sgdfuse_ros.io.bag import open_bag_reader
+from sgdfuse_ros.errors import BagError
+from sgdfuse_ros.io.bag import check_topic_name, open_bag_reader
 
 _STAMPED_TYPES = {
     "sensor_msgs/msg/Image",
@@ -90,6 +91,12 @@ class BagReplayer:
         self._msgtypes: dict[str, str] = {}
         for connection in self._connections:
             target = self.remaps.get(connection.topic, connection.topic)
+            try:
+                check_topic_name(target)
+            except ValueError as exc:
+                raise BagError(
+                    f"{exc} (topic of {self.bag}); replay it with --remap {target}:=<valid name>"
+                ) from None
             if target not in self._publishers:
                 self._publishers[target] = node.create_publisher(
                     message_class(connection.msgtype), target, profile

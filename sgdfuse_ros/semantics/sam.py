@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sgdfuse_ros.errors import BackendUnavailableError, WeightsError
+from sgdfuse_ros.errors import BackendUnavailableError, WeightsError, first_line
 from sgdfuse_ros.semantics.prompts import check_pair, grid_points, thermal_hotspot_points
 
 if TYPE_CHECKING:
@@ -385,7 +385,9 @@ class SamPriorBackend:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt zip, pickle, truncated download: all "bad weights"
-            raise WeightsError(f"cannot read SAM checkpoint {path}: {exc}") from exc
+            raise WeightsError(
+                f"cannot read SAM checkpoint {path}: {type(exc).__name__}: {first_line(exc)}"
+            ) from exc
         if not isinstance(state, dict):
             raise WeightsError(f"SAM checkpoint {path} is not a state dict")
         patch_weight = state.get("image_encoder.patch_embed.proj.weight")

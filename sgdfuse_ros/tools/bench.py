@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from sgdfuse_ros.errors import BackendUnavailableError, first_line
 from sgdfuse_ros.memory import retain_freed_memory
 from sgdfuse_ros.options import PipelineOptions
 
@@ -99,26 +100,22 @@ def load_frames(config: BenchConfig, count: int) -> list[Frame]:
         from sgdfuse_ros.synthetic import render_sequence
 
         return render_sequence(count, config.height, config.width, seed=0)
-    frames = []
-    for ir, vis in iter_pairs(Path(config.data), count):
-        size = (config.width, config.height)
-        frames.append((cv2.resize(ir, size, interpolation=cv2.INTER_AREA), cv2.resize(vis, size)))
-    if not frames:
-        raise FileNotFoundError(f"no ir/ + vi/ image pairs in {config.data}")
-    return frames
+    size = (config.width, config.height)
+    return [
+        (cv2.resize(ir, size, interpolation=cv2.INTER_AREA), cv2.resize(vis, size))
+        for ir, vis in iter_pairs(Path(config.data), count)
+    ]
 
 
 def iter_pairs(root: Path, limit: int | None = None) -> list[Frame]:
-    """(IR gray uint8, VIS RGB uint8) pairs matched by file name in ``root/ir`` and ``root/vi``."""
-    import cv2
+    """(IR gray, VIS RGB uint8) pairs matched by file stem in ``root/ir`` and ``root/vi``;
+    FileNotFoundError naming the folder when there is none, or the file that cannot be read."""
+    from sgdfuse_ros.imaging import pair_files, read_pair
 
-    names = sorted(p.name for p in (root / "ir").iterdir() if (root / "vi" / p.name).is_file())
-    pairs = []
-    for name in names[:limit]:
-        ir = cv2.imread(str(root / "ir" / name), cv2.IMREAD_GRAYSCALE)
-        vis = cv2.cvtColor(cv2.imread(str(root / "vi" / name), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        pairs.append((ir, vis))
-    return pairs
+    pairs, _ = pair_files(Path(root) / "ir", Path(root) / "vi")
+    if not pairs:
+        raise FileNotFoundError(f"no ir/ + vi/ image pairs in {root}")
+    return [read_pair(ir_path, vi_path) for _, ir_path, vi_path in pairs[:limit]]
 
 
 def default_backends(device: str) -> list[str]:
@@ -233,8 +230,18 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 pipelines[label, backend] = make_pipeline(config, backend, weights)
             except Exception as exc:  # an absent optional backend is a row, not a crash
                 name = backend if label == main_label else f"{backend} ({label})"
-                LOG.warning("backend %s unavailable: %s", name, exc)
-                unavailable[name] = f"{type(exc).__name__}: {exc}"
+                unavailable[name] = f"{type(exc).__name__}: {first_line(exc)}"
+                LOG.warning("backend %s unavailable: %s", name, unavailable[name])
+    if main_label not in {label for label, _ in pipelines}:
+        raise BackendUnavailableError(
+            "no backend could be built for the benchmarked weights: "
+            + "; ".join(f"{name}: {why}" for name, why in unavailable.items())
+        )
+    if config.quality_backend and (main_label, config.quality_backend) not in pipelines:
+        raise ValueError(
+            f"--quality-backend {config.quality_backend} is not among the benchmarked, available "
+            f"backends ({', '.join(b for label, b in pipelines if label == main_label)})"
+        )
     Case = tuple[tuple[str, str], int, int]
     cases: list[Case] = [
         (p, k, n) for p in pipelines for k in config.steps for n in config.prior_every

@@ -3,7 +3,8 @@
 By default the synthetic sequence is published as a replayed bag to the real ROS 2 node
 (`fusion_node`) and the fused frames are received from `/fused/image`. Where rclpy is not
 importable, or with ``--library``, the same frames are fused in-process and that is said.
-``--data DIR`` fuses real pairs from a folder with ``ir/`` and ``vi/`` instead.
+``--data DIR`` fuses real pairs from a folder with ``ir/`` and ``vi/`` instead, in-process
+(their sizes may differ from pair to pair; the node demo publishes one camera size).
 """
 
 from __future__ import annotations
@@ -138,4 +139,6 @@ def run_demo(request: DemoRequest, options: PipelineOptions) -> int:
             )
             write_node_mosaic(request.out, frames)
             return 0 if report["frames_fused"] == report["frames_published"] else 1
+    if request.data is not None and not request.library:
+        print(f"--data {request.data}: fusing the pairs in-process, not through the node")
     return run_library_demo(request, options, frames)

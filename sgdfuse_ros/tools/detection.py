@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from sgdfuse_ros.errors import BackendUnavailableError, InputError, WeightsError
-from sgdfuse_ros.imaging import IMAGE_SUFFIXES
+from sgdfuse_ros.imaging import IMAGE_SUFFIXES, require_folder
 
 MSRS_CLASSES: tuple[str, ...] = ("person", "bicycle", "car")
 """Class ids 0, 1, 2 of the MSRS detection labels (YOLO format)."""
@@ -92,7 +92,11 @@ class Detector(Protocol):
 def read_label_map(path: Path) -> dict[int, str]:
     """``<id> <name>`` per line (the coco_labels.txt next to the Coral models) → {id: name}."""
     mapping: dict[int, str] = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise InputError(f"label map {path} is not a text file ('<id> <name>' per line)") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         head, _, name = line.strip().partition(" ")
@@ -126,7 +130,10 @@ class TFLiteDetector:
             raise FileNotFoundError(f"detector model not found: {model_path}")
         labels = Path(labels) if labels else model_path.with_name("coco_labels.txt")
         if not labels.is_file():
-            raise FileNotFoundError(f"detector label map not found: {labels} (pass labels=)")
+            raise FileNotFoundError(
+                f"detector label map {labels} not found (a coco_labels.txt beside the model, "
+                "or the file given with --det-classes / labels=)"
+            )
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
@@ -397,8 +404,7 @@ class ImageSet:
 
 def _index_folder(folder: Path) -> dict[str, Path]:
     """Stem → image file; a stem stored twice counts its lossless file (as the metrics do)."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
+    require_folder(folder)
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         suffix = path.suffix.lower()
@@ -410,9 +416,7 @@ def _index_folder(folder: Path) -> dict[str, Path]:
 
 def load_labels(label_dir: Path, classes: Sequence[str] = MSRS_CLASSES) -> dict[str, list[Box]]:
     """Every ``<stem>.txt`` of ``label_dir`` → its ground-truth boxes."""
-    label_dir = Path(label_dir)
-    if not label_dir.is_dir():
-        raise FileNotFoundError(f"detection label folder not found: {label_dir}")
+    label_dir = require_folder(label_dir, "detection label folder")
     labels = {
         path.stem: read_yolo_labels(path, classes) for path in sorted(label_dir.glob("*.txt"))
     }

@@ -7,7 +7,7 @@ Files are paired by stem, so a fused ``00012N.png`` matches sources ``00012N.jpg
   one per folder, so a spreadsheet or pandas can pivot all methods at once);
 * ``metrics.md``: Markdown table of the means, one row per fused folder, best per column in bold,
   followed by the count of evaluated and missing images;
-* ``summary.json``: ``{method: {metric: mean}}`` (``null`` where a folder had no image).
+* ``summary.json``: ``{method: {metric: mean}}`` (``null`` where a metric has no value).
 
 With detection (:class:`~sgdfuse_ros.tools.detection.DetectionSettings`, ``sgdfuse eval
 --detector … --det-labels …``) the detector also runs over every fused folder and the two
@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sgdfuse_ros.errors import InputError
+from sgdfuse_ros.imaging import require_folder
 from sgdfuse_ros.metrics import METRIC_NAMES, compute_luminance_metrics, to_luminance
 
 if TYPE_CHECKING:
@@ -138,8 +139,7 @@ def format_markdown_table(summary: dict[str, dict[str, float]]) -> str:
 
 def _index_images(folder: Path) -> dict[str, Path]:
     """Map stem → image file in ``folder`` (non-recursive), preferring lossless formats."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"folder not found: {folder}")
+    require_folder(folder)
     rank = {suffix: i for i, suffix in enumerate(IMAGE_SUFFIXES)}
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
@@ -229,9 +229,9 @@ def evaluate_dirs(
 ) -> dict[str, dict[str, float]]:
     """Score every fused folder against the IR/VIS pairs and write CSV, Markdown and JSON.
 
-    Returns ``{method: {metric: mean}}`` (NaN where a folder had none of the images). A source
-    without its partner and a fused image that is absent are skipped with a warning (counted in
-    ``metrics.md``); an image whose size differs from its sources raises :class:`InputError`
+    Returns ``{method: {metric: mean}}``. A source without its partner and a fused image that
+    is absent are skipped with a warning (counted in ``metrics.md``), a fused folder with none
+    of the pairs' images raises :class:`InputError`; an image whose size differs from its sources raises :class:`InputError`
     naming the file, and a folder that does not exist raises :class:`FileNotFoundError`.
     ``workers > 1`` spreads pairs over processes (about 0.2 s per pair and
     method on one core at 640×480). ``detection`` adds the AP columns (module docstring).
@@ -254,7 +254,12 @@ def evaluate_dirs(
     methods = _method_names(fused_dirs)
     fused_files = {m: _index_images(d) for m, d in zip(methods, fused_dirs, strict=True)}
     missing = {m: [s for s in stems if s not in fused_files[m]] for m in methods}
-    for method, absent in missing.items():
+    for (method, absent), folder in zip(missing.items(), fused_dirs, strict=True):
+        if len(absent) == len(stems):
+            raise InputError(
+                f"{method}: no fused image in {folder} is named after an IR/VIS pair (first "
+                f"pair: {stems[0]}); fused files must carry their sources' names"
+            )
         if absent:
             warnings.warn(
                 f"{method}: {len(absent)} of {len(stems)} fused images missing, skipped "

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sgdfuse_ros.errors import InputError
-from sgdfuse_ros.imaging import ir_to_unit, mosaic, pair_files, read_pair, write_rgb
+from sgdfuse_ros.imaging import ir_to_unit, mosaic, pair_files, read_pair, require_folder, write_rgb
 
 LOG = logging.getLogger("sgdfuse_ros")
 
@@ -25,9 +25,7 @@ def priors_from_folder(folder: Path) -> GivenPriors:
     FileNotFoundError, which :func:`fuse_paths` reports and skips."""
     import cv2
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"priors folder not found: {folder}")
+    folder = require_folder(folder, "priors folder")
 
     def read(path: Path) -> np.ndarray:
         image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
@@ -56,13 +54,20 @@ def check_output_folder(path: Path, flag: str = "--out") -> None:
 
 def check_fuse_paths(ir: Path, vi: Path, out: Path) -> None:
     """Fail fast, before any model loads: both inputs exist and are of one kind, ``out`` can
-    be a folder."""
+    be a folder and is not where the sources are."""
     for flag, path in (("--ir", ir), ("--vi", vi)):
         if not path.exists():
             raise FileNotFoundError(f"{flag} {path} does not exist")
     if ir.is_dir() != vi.is_dir():
         raise ValueError(f"--ir {ir} and --vi {vi} must both be files or both be folders")
     check_output_folder(out)
+    for flag, path in (("--ir", ir), ("--vi", vi)):
+        source_folder = path if path.is_dir() else path.parent
+        if out.resolve() == source_folder.resolve():
+            raise ValueError(
+                f"--out {out} is the {flag} folder: fused images would overwrite or mix with "
+                "the sources; choose another output folder"
+            )
 
 
 @dataclass
