@@ -39,3 +39,9 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     """
     lines = str(error).strip().splitlines()
     return lines[0][:limit] if lines else type(error).__name__
+
+
+def torch_load_reason(error: BaseException) -> str:
+    """Why torch.load refused a file, in a few words: its message's first sentence (the rest
+    advises ``weights_only=False``, which runs code from a file of unknown origin)."""
+    return f"{type(error).__name__}: {first_line(error).split('. ')[0]}"

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .errors import WeightsError, first_line
+from .errors import WeightsError, first_line, torch_load_reason
 
 FORMAT = "sgdfuse_ros/weights/1"
 LOG = logging.getLogger("sgdfuse_ros")
@@ -71,7 +71,7 @@ def load_weights(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, 
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files
         raise WeightsError(
-            f"weights file {path} is corrupt or not a torch file ({type(exc).__name__}: {first_line(exc)}); "
+            f"weights file {path} is corrupt or not a torch file ({torch_load_reason(exc)}); "
             f"restore it (git checkout / re-download your training output) or {RETRAIN_HINT}"
         ) from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT:

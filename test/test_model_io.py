@@ -49,7 +49,7 @@ def test_corrupt_and_foreign_files(tmp_path):
         load_weights(tmp_path)
     with pytest.raises(WeightsError) as err:  # torch's long advice is cut to one line
         load_weights(corrupt)
-    assert "\n" not in str(err.value) and "weights_only=False" not in str(err.value)
+    assert "\n" not in str(err.value) and "weights_only" not in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sgdfuse_ros.errors import BackendUnavailableError, WeightsError, first_line
+from sgdfuse_ros.errors import BackendUnavailableError, WeightsError, torch_load_reason
 from sgdfuse_ros.semantics.prompts import check_pair, grid_points, thermal_hotspot_points
 
 if TYPE_CHECKING:
@@ -386,7 +386,7 @@ class SamPriorBackend:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt zip, pickle, truncated download: all "bad weights"
             raise WeightsError(
-                f"cannot read SAM checkpoint {path}: {type(exc).__name__}: {first_line(exc)}"
+                f"cannot read SAM checkpoint {path}: {torch_load_reason(exc)}"
             ) from exc
         if not isinstance(state, dict):
             raise WeightsError(f"SAM checkpoint {path} is not a state dict")
