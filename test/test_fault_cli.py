@@ -130,7 +130,7 @@ def test_bag_fuse_on_a_broken_bag(capsys, bags, tmp_path: Path, storage: str, ho
     code, errors = sgdfuse(capsys, "bag", "fuse", broken, output, "--no-progress")
     assert code != 0
     assert len(errors) == 1 and errors[0].startswith(
-        f"sgdfuse bag: error: cannot read bag {broken}"
+        f"sgdfuse bag fuse: error: cannot read bag {broken}"
     )
     assert "\n" not in errors[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]  # nothing written
@@ -186,7 +186,9 @@ def test_broken_bag_from_a_real_process(bags, tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("sgdfuse bag: error: cannot read bag")
+    assert (
+        done.stderr.strip().splitlines()[-1].startswith("sgdfuse bag fuse: error: cannot read bag")
+    )
 
 
 # ------------------------------------------------------------------- eval / export / bench
@@ -361,3 +363,16 @@ def test_training_tools_report_bad_paths_on_one_line(capsys, tmp_path: Path) -> 
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err == f"training.some_tool: error: image folder {tmp_path / 'ir'} does not exist\n"
+
+
+def test_detection_labels_and_report_paths_are_checked_before_the_work(
+    capsys, image_folders, tmp_path: Path
+) -> None:
+    ir, vi = image_folders
+    argv = ["eval", "--ir", ir, "--vi", vi, "--fused", vi, "--out", tmp_path / "e"]
+    code, errors = sgdfuse(
+        capsys, *argv, "--detector", tmp_path / "m.tflite", "--det-labels", tmp_path / "none"
+    )
+    assert code == 2 and "--det-labels folder" in errors[0] and "does not exist" in errors[0]
+    code, errors = sgdfuse(capsys, "bench", "--json", tmp_path, "--frames", "1")
+    assert code == 2 and "--json" in errors[0] and "is a folder" in errors[0]

@@ -98,6 +98,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from sgdfuse_ros.tools.bench import BenchConfig, format_tables, run_bench
 
+    if args.json is not None and args.json.is_dir():  # found out before the run, not after
+        raise IsADirectoryError(f"--json {args.json} is a folder; name the report file")
     for path in args.compare_weights:  # a typo must not become an "unavailable" row
         if not Path(path).is_file():
             raise FileNotFoundError(f"--compare-weights {path} is not a file")

@@ -45,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if (args.detector is None) != (args.det_labels is None):
         raise ValueError("--detector and --det-labels go together")
     if args.detector is not None:
+        from sgdfuse_ros.imaging import require_folder
         from sgdfuse_ros.tools.detection import DetectionSettings, TFLiteDetector
+
+        require_folder(args.det_labels, "--det-labels folder")  # before minutes of metrics
 
         detection = DetectionSettings(
             TFLiteDetector(args.detector, labels=args.det_classes),

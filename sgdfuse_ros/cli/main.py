@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return int(args.func(args) or 0)
         except USER_ERRORS as exc:
-            print(f"sgdfuse {args.command}: error: {error_line(exc)}", file=sys.stderr)
+            command = " ".join(filter(None, (args.command, getattr(args, "bag_command", None))))
+            print(f"sgdfuse {command}: error: {error_line(exc)}", file=sys.stderr)
             return 2
 
 
