@@ -126,9 +126,8 @@ def to_rgb_u8(img: np.ndarray) -> np.ndarray:
 
 
 def mosaic(tiles: list[tuple[str, np.ndarray]], max_tile_width: int = 480) -> np.ndarray:
-    """Labelled side-by-side strip of images, each scaled to at most ``max_tile_width``; tiles
-    of another height (an infrared frame not yet resized to the visible one) are scaled to the
-    first tile's height."""
+    """Labelled side-by-side strip of images: the first scaled to at most ``max_tile_width``,
+    the others to its height (an infrared frame of another size than the visible one fits)."""
     import cv2
 
     out = []
