@@ -115,6 +115,17 @@ def test_unknown_encoding_logged_once_and_counted(rig: BadInputRig) -> None:
     rig.assert_recovers()
 
 
+def test_negative_stamp_is_bad_input_not_a_crash(rig: BadInputRig) -> None:
+    # rclpy's Time refuses negative seconds: handed to message_filters it ended the node.
+    thermal, rgb = rig.good_pair()
+    thermal.header.stamp.sec = -5
+    rig.send(thermal, rgb)
+    rig.wait_counter("bad_input.thermal:bad_stamp")
+    rig.wait_log(r"skipping thermal input \(bad_stamp\): header stamp -5 s is negative")
+    assert rig.process.poll() is None, rig.log_text()
+    rig.assert_recovers()
+
+
 def test_truncated_data(rig: BadInputRig) -> None:
     thermal, rgb = rig.good_pair()
     rgb.data = bytes(rgb.data)[: len(rgb.data) // 2]

@@ -518,6 +518,10 @@ class FusionNode(LifecycleNode):
         if settings is None:
             return
         try:
+            if msg.header.stamp.sec < 0:  # rclpy's Time (message_filters) refuses it: not a time
+                raise image_codec.ImageDecodeError(
+                    "bad_stamp", f"header stamp {msg.header.stamp.sec} s is negative"
+                )
             if isinstance(msg, Image):
                 image_codec.check_image_header(msg)
                 size = (msg.width, msg.height)
