@@ -181,6 +181,12 @@ def test_node_parameters_and_pipeline_options_map_both_ways() -> None:
         {"inference.engine_build": "sometimes"},
         {"inference.cpu_threads": -1},
         {"diagnostics.period": 0.0},
+        {"diagnostics.period": 1e-9},  # a timer that would spin the CPU
+        {"diagnostics.period": float("inf")},  # rclpy's timer overflows: activate failed unnamed
+        {"sync.slop": float("nan")},  # passed "< 0", then failed in the synchronizer
+        {"sync.slop": 1e12},  # overflows rclpy's Duration
+        {"watchdog.timeout": float("inf")},
+        {"log_throttle_period": float("nan")},  # turned throttling off: a log line per frame
         {"no_such_parameter": 1},
     ],
 )

@@ -9,6 +9,7 @@ instead of at the first frame. Nothing here imports rclpy.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -308,10 +309,21 @@ def _choice(values: dict[str, Any], name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _positive(values: dict[str, Any], name: str, allow_zero: bool = False) -> float:
+MAX_SECONDS = 1e6  # ~11 days: beyond it rclpy's timers and durations overflow
+
+
+def _positive(
+    values: dict[str, Any], name: str, allow_zero: bool = False, minimum: float = 0.0
+) -> float:
+    """A duration in seconds: finite, at most MAX_SECONDS, above 0 (or ``minimum``), or 0 when
+    ``allow_zero``. NaN or inf would pass a plain comparison and fail later, unnamed, in rclpy."""
     value = float(values[name])
+    if not math.isfinite(value) or value > MAX_SECONDS:
+        raise ValueError(f"parameter {name}={value} must be a finite number of seconds <= 1e6")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"parameter {name}={value} must be {'>= 0' if allow_zero else '> 0'}")
+    if 0 < value < minimum:
+        raise ValueError(f"parameter {name}={value} must be >= {minimum}")
     return value
 
 
@@ -397,7 +409,7 @@ class NodeSettings:
             output_encoding=_choice(merged, "output.encoding", SUPPORTED_OUTPUT_ENCODINGS),
             publish_priors=bool(merged["debug.publish_priors"]),
             publish_stage1=bool(merged["debug.publish_stage1"]),
-            diagnostics_period=_positive(merged, "diagnostics.period"),
+            diagnostics_period=_positive(merged, "diagnostics.period", minimum=0.01),
             watchdog_timeout=_positive(merged, "watchdog.timeout"),
             log_throttle_period=_positive(merged, "log_throttle_period", allow_zero=True),
         )
