@@ -16,6 +16,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
@@ -154,6 +155,7 @@ def test_lifecycle_over_services(lifecycle_harness: Harness) -> None:
     thermal_pub = h.helper.create_publisher(Image, "thermal/image_raw", 10)
     rgb_pub = h.helper.create_publisher(Image, "rgb/image_raw", 10)
     h.listen("fused/image")
+    h.listen("/diagnostics", DiagnosticArray)
     assert h.state() == State.PRIMARY_STATE_UNCONFIGURED and h.fusion.pipeline is None
 
     assert h.transition(Transition.TRANSITION_CONFIGURE)
@@ -182,6 +184,14 @@ def test_lifecycle_over_services(lifecycle_harness: Harness) -> None:
         assert h.state() == State.PRIMARY_STATE_INACTIVE
         assert h.fusion.pipeline is None  # models (and GPU memory) released
         assert wait_until(lambda: thermal_pub.get_subscription_count() == 0)
+        # The last status heard says it: not the OK of the last fused frame.
+        assert wait_until(
+            lambda: (
+                h.count("/diagnostics") > 0
+                and h.received["/diagnostics"][-1].status[0].message.startswith("inactive")
+            )
+        )
+        assert h.received["/diagnostics"][-1].status[0].level == DiagnosticStatus.WARN
 
     assert h.transition(Transition.TRANSITION_CLEANUP)
     assert h.state() == State.PRIMARY_STATE_UNCONFIGURED

@@ -335,6 +335,8 @@ class FusionNode(LifecycleNode):
         self.stop_processing()
         self.release_pipeline()
         self.get_logger().info("inactive: subscriptions stopped, models unloaded")
+        # The diagnostics timer is gone: without this, the last status heard (often OK) stands.
+        self._publish_diagnostics(("warn", "inactive: not fusing (activate to resume)"))
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -744,10 +746,11 @@ class FusionNode(LifecycleNode):
             )
         )
 
-    def _publish_diagnostics(self) -> None:
+    def _publish_diagnostics(self, status: tuple[str, str] | None = None) -> None:
+        """This period's status, or ``status`` (level, message) when given."""
         if self._diagnostics_pub is None:
             return
-        level, message = fusion_status(self.stats, self._assess_health())
+        level, message = status or fusion_status(self.stats, self._assess_health())
         self._diagnostics_pub.publish(
             to_diagnostic_array(
                 self.get_clock().now().to_msg(),
