@@ -339,14 +339,14 @@ def test_the_demo_mosaic_takes_an_infrared_frame_of_another_size() -> None:
 
 @pytest.mark.parametrize("name", ["/fused/image", "fused", "~/debug/f1", "/cam_0/image"])
 def test_valid_topic_names_pass(name: str) -> None:
-    from sgdfuse_ros.io.bag import check_topic_name
+    from sgdfuse_ros.io.topic_names import check_topic_name
 
     assert check_topic_name(name) == name
 
 
 @pytest.mark.parametrize("name", ["", "/", "bad topic!", "/a//b", "/a/", "/2d", "/a__b", "~"])
 def test_invalid_topic_names_say_what_a_name_is(name: str) -> None:
-    from sgdfuse_ros.io.bag import check_topic_name
+    from sgdfuse_ros.io.topic_names import check_topic_name
 
     with pytest.raises(ValueError, match="invalid ROS topic name"):
         check_topic_name(name)

@@ -240,6 +240,8 @@ def test_empty_device_and_steps_keep_the_parameter_file_values() -> None:
         ("use_sim_time", "maybe"),
         ("params_file", "/nonexistent/robot.yaml"),
         ("log_level", "loud"),
+        ("thermal_topic", "bad topic"),  # rcl's error named neither the argument nor the rule
+        ("fused_topic", "/fused//image"),
     ],
 )
 def test_unusable_launch_arguments_are_refused_by_name(argument: str, value: str) -> None:

@@ -22,10 +22,10 @@ from sgdfuse_ros.io.bag import (
     DEFAULT_RGB_TOPIC,
     DEFAULT_THERMAL_TOPIC,
     bag_frame_rate,
-    check_topic_name,
     write_synthetic_bag,
 )
 from sgdfuse_ros.io.registration import Registration
+from sgdfuse_ros.io.topic_names import check_topic_name
 
 
 def add_parser(subparsers: Any) -> None:

@@ -45,7 +45,7 @@ def non_negative_float(text: str) -> float:
 
 def ros_topic_name(text: str) -> str:
     """argparse type for a topic written to a bag or published: a valid ROS 2 name."""
-    from sgdfuse_ros.io.bag import check_topic_name
+    from sgdfuse_ros.io.topic_names import check_topic_name
 
     try:
         return check_topic_name(text)

@@ -9,7 +9,6 @@ bag is ``sgdfuse_ros.tools.bag_fuse``; replay over DDS needs rclpy and is
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sqlite3
 import struct
@@ -48,22 +47,6 @@ def storage_plugin(storage: str) -> Any:
     if storage not in choices:
         raise ValueError(f"unknown bag storage {storage!r}; use sqlite3 or mcap")
     return choices[storage]
-
-
-_NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def check_topic_name(name: str) -> str:
-    """``name`` if it is a valid ROS 2 topic name, else ValueError saying why (rclpy would
-    refuse it only when a publisher is made, e.g. when the bag is replayed)."""
-    body = name[2:] if name.startswith("~/") else name.removeprefix("/")
-    tokens = body.split("/")
-    if not body or not all(_NAME_TOKEN.fullmatch(t) for t in tokens) or "__" in body:
-        raise ValueError(
-            f"invalid ROS topic name {name!r}: use /-separated tokens of letters, digits and "
-            "single underscores, not starting with a digit (e.g. /fused/image)"
-        )
-    return name
 
 
 @contextmanager

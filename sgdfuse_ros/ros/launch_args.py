@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from sgdfuse_ros.io.topic_names import check_topic_name
+
 PACKAGE = "sgdfuse_ros"
 EXECUTABLE = "fusion_node"
 NODE_NAME = "sgdfuse_fusion"
@@ -79,6 +81,9 @@ def with_defaults(values: dict[str, str] | None = None) -> dict[str, str]:
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal")
 
 
+_TOPIC_ARGUMENTS = frozenset(argument for _, argument in _REMAPPED_TOPICS)
+
+
 def _check(item: tuple[str, str]) -> str | None:
     """Why a launch argument value is unusable, or None. Caught here, the mistake is one clear
     line from `ros2 launch`; otherwise launch_ros silently skips a missing parameter file, and a
@@ -92,6 +97,11 @@ def _check(item: tuple[str, str]) -> str | None:
         return f"use_sim_time:={value}: expected true or false"
     if name == "log_level" and value.lower() not in LOG_LEVELS:
         return f"log_level:={value}: expected one of {', '.join(LOG_LEVELS)}"
+    if name in _TOPIC_ARGUMENTS:
+        try:
+            check_topic_name(value)
+        except ValueError as error:  # rcl's own error names neither the argument nor the rule
+            return f"{name}:={value}: {error}"
     return None
 
 

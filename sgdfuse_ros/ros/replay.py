@@ -22,7 +22,8 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from sgdfuse_ros.errors import BagError
-from sgdfuse_ros.io.bag import check_topic_name, open_bag_reader
+from sgdfuse_ros.io.bag import open_bag_reader
+from sgdfuse_ros.io.topic_names import check_topic_name
 
 _STAMPED_TYPES = {
     "sensor_msgs/msg/Image",
