@@ -208,6 +208,22 @@ def test_invalid_parameter_fails_configure() -> None:
         harness.close()
 
 
+def test_run_time_parameter_sets_are_checked_like_configure() -> None:
+    harness = Harness("fusion_param_set", {"autostart": False, "allow_untrained": True})
+    try:
+        node = harness.fusion
+        for name, value in (("sync.slop", -1.0), ("watchdog.timeout", 0.0), ("device", "gpu")):
+            (result,) = node.set_parameters([Parameter(name, value=value)])
+            assert not result.successful and name in result.reason, (name, result.reason)
+            assert node.get_parameter(name).value != value  # the old value stays
+        (result,) = node.set_parameters([Parameter("sync.slop", value=0.1)])
+        assert result.successful and node.get_parameter("sync.slop").value == 0.1
+        (result,) = node.set_parameters([Parameter("use_sim_time", value=False)])  # rclpy's own
+        assert result.successful
+    finally:
+        harness.close()
+
+
 def test_compressed_registered_debug_and_camera_info() -> None:
     small = (32, 40)  # thermal camera at half the RGB resolution
     harness = Harness(

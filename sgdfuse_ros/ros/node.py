@@ -25,7 +25,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
 from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -81,6 +81,7 @@ _OUTPUT_QOS = QoSProfile(
 _INFO_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT
 )
+_OWN_NAMES = frozenset(spec.name for spec in PARAMETERS)  # not rclpy's (use_sim_time, ...)
 
 
 @dataclass
@@ -114,6 +115,7 @@ class FusionNode(LifecycleNode):
         self._declare_parameters(
             parameter_sources or ParameterSources(), kwargs.get("parameter_overrides") or ()
         )
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.settings: NodeSettings | None = None
         self.pipeline: Any = None
         self.stats = FusionStats()
@@ -207,6 +209,24 @@ class FusionNode(LifecycleNode):
 
     def _parameter_values(self) -> dict[str, Any]:
         return {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+
+    def _on_set_parameters(self, changes: list[Any]) -> SetParametersResult:
+        """``ros2 param set`` at run time: a value configure would refuse is refused now, with
+        configure's reason; a valid one is kept and, since parameters are read at configure,
+        the log says when it takes effect."""
+        ours = {change.name: change.value for change in changes if change.name in _OWN_NAMES}
+        if not ours:
+            return SetParametersResult(successful=True)
+        try:
+            NodeSettings.from_values({**self._parameter_values(), **ours})
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        if self.settings is not None:
+            self.get_logger().info(
+                f"parameter(s) {', '.join(sorted(ours))} set; read at configure, so they take "
+                "effect after deactivate, cleanup, configure and activate"
+            )
+        return SetParametersResult(successful=True)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
