@@ -296,3 +296,25 @@ def test_torch_pool_of_a_fresh_thread_goes_with_it() -> None:
     base, after_fresh, after_main = map(int, out.stdout.split())
     assert after_fresh == base
     assert after_main > base
+
+
+def test_no_sync_is_not_claimed_while_one_topic_delivers_only_rejected_frames() -> None:
+    from sgdfuse_ros.ros import watchdog
+
+    def state(rgb_accepted_s_ago: float) -> watchdog.InputState:
+        return watchdog.InputState(
+            now=100.0,
+            activated_at=0.0,
+            seconds_since_message={"thermal": 0.1, "rgb": 0.1},  # both topics carry traffic
+            seconds_since_accepted={"thermal": 0.1, "rgb": rgb_accepted_s_ago},
+            last_pair_at=50.0,  # nothing paired for 50 s
+            last_stamps_ns={"thermal": 100_000_000_000, "rgb": 97_000_000_000},
+            topic_names={"thermal": "/thermal/image_raw", "rgb": "/rgb/image_raw"},
+            sync_slop=0.05,
+        )
+
+    # rgb frames arrive but are all rejected (bad encoding): bad_input says so, not no_sync
+    assert watchdog.check(state(rgb_accepted_s_ago=30.0), timeout=2.0) == []
+    # both accepted and still nothing pairs: the stamps are the likely cause
+    (finding,) = watchdog.check(state(rgb_accepted_s_ago=0.1), timeout=2.0)
+    assert finding.counter == "no_sync" and "differ by +3.000 s" in finding.message

@@ -136,6 +136,7 @@ class FusionNode(LifecycleNode):
         self._activated_at: float | None = None
         self._last_pair_at: float | None = None
         self._last_stamps: dict[str, int] = {}
+        self._accepted_at: dict[str, float] = {}  # monotonic arrival of the last accepted frame
         self._unmatched_before = 0
 
     def _declare_parameters(self, sources: ParameterSources, overrides: Any) -> None:
@@ -557,6 +558,7 @@ class FusionNode(LifecycleNode):
             self._bad_input(which, error.reason, str(error))
             return
         self._last_stamps[which] = stamp_ns(msg)
+        self._accepted_at[which] = time.monotonic()
         sync = self._sync
         if sync is None:
             return
@@ -701,12 +703,17 @@ class FusionNode(LifecycleNode):
         settings = self.settings
         if settings is None or self._activated_at is None:
             return
+        now = time.monotonic()
         state = watchdog.InputState(
-            now=time.monotonic(),
+            now=now,
             activated_at=self._activated_at,
             seconds_since_message={
                 "thermal": self.stats.thermal_in.seconds_since_last(),
                 "rgb": self.stats.rgb_in.seconds_since_last(),
+            },
+            seconds_since_accepted={
+                which: (now - self._accepted_at[which]) if which in self._accepted_at else None
+                for which in watchdog.TOPICS
             },
             last_pair_at=self._last_pair_at,
             last_stamps_ns=dict(self._last_stamps),

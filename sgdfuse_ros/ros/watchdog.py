@@ -6,6 +6,7 @@ the node runs ``check`` once a second and counts and logs what it returns.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 TOPICS = ("thermal", "rgb")
@@ -24,7 +25,8 @@ class InputState:
 
     now: float  # monotonic seconds
     activated_at: float
-    seconds_since_message: dict[str, float | None]  # per topic; None: nothing yet
+    seconds_since_message: dict[str, float | None]  # per topic, rejected frames too; None: none
+    seconds_since_accepted: dict[str, float | None]  # per topic, frames that passed the checks
     last_pair_at: float | None
     last_stamps_ns: dict[str, int]  # latest header stamp per topic
     topic_names: dict[str, str]  # resolved names for the log lines
@@ -32,7 +34,8 @@ class InputState:
 
 
 def check(state: InputState, timeout: float) -> list[Finding]:
-    """Findings for this second: each silent topic while the other is live, and no pairs."""
+    """Findings for this second: each silent topic while the other is live, and no pairs while
+    both deliver frames that pass the input checks."""
     since = state.seconds_since_message
     active = {t: since[t] is not None and since[t] < timeout for t in TOPICS}  # type: ignore[operator]
     findings = []
@@ -49,7 +52,10 @@ def check(state: InputState, timeout: float) -> list[Finding]:
                     "the topic remapping and QoS",
                 )
             )
-    if active["thermal"] and active["rgb"]:
+    accepted = {t: (state.seconds_since_accepted[t] or math.inf) < timeout for t in TOPICS}
+    # Frames rejected as bad input are traffic but cannot pair: that is bad_input's finding,
+    # and a stamp hint built from older accepted frames would send the operator the wrong way.
+    if active["thermal"] and active["rgb"] and accepted["thermal"] and accepted["rgb"]:
         last_pair = state.last_pair_at if state.last_pair_at is not None else state.activated_at
         if state.now - last_pair >= timeout:
             gap = ""
