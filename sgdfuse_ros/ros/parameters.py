@@ -418,6 +418,10 @@ class NodeSettings:
 def pipeline_options(values: dict[str, Any]) -> PipelineOptions:
     """The node's parameter values (all of them, defaults filled in) as PipelineOptions."""
     raw = {field: values[name] for field, name in PIPELINE_PARAMETERS.items()}
+    for field in ("steps", "cpu_threads"):  # 0, not None, is the node's "automatic"
+        if int(raw[field]) < 0:
+            name = PIPELINE_PARAMETERS[field]
+            raise ValueError(f"parameter {name}={raw[field]} must be >= 0 (0: automatic)")
     try:
         return PipelineOptions(
             weights=str(raw["weights"]) or None,
