@@ -175,6 +175,7 @@ def test_node_parameters_and_pipeline_options_map_both_ways() -> None:
         {"sync.slop": -0.1},
         {"thermal.agc.mode": "gamma"},
         {"thermal.agc.percentiles": [1.0]},
+        {"thermal.agc.percentiles": [99.0, 1.0]},  # named as the parameter, not AgcSettings' field
         {"registration.mode": "homography", "registration.homography": [1.0, 2.0]},
         {"output.encoding": "yuv422"},
         {"prior.refresh_every": 0},
@@ -194,6 +195,8 @@ def test_invalid_parameters_are_refused_by_name(override: dict) -> None:
     with pytest.raises(ValueError) as raised:
         NodeSettings.from_values(override)
     assert any(name.split(".")[0] in str(raised.value) for name in override)
+    if "thermal.agc.percentiles" in override:
+        assert str(raised.value).startswith("parameter thermal.agc.percentiles")
 
 
 def test_per_topic_qos_override() -> None:

@@ -384,11 +384,15 @@ class NodeSettings:
         if max_input_pixels < 0:
             raise ValueError(f"parameter max_input_pixels={max_input_pixels} must be >= 0")
         agc_mode = _choice(merged, "thermal.agc.mode", ("percentile", "minmax", "fixed"))
-        agc = AgcSettings(
-            mode=agc_mode,  # type: ignore[arg-type]
-            percentiles=_pair(merged, "thermal.agc.percentiles"),
-            fixed_range=_pair(merged, "thermal.agc.fixed_range"),
-        )
+        try:
+            agc = AgcSettings(
+                mode=agc_mode,  # type: ignore[arg-type]
+                percentiles=_pair(merged, "thermal.agc.percentiles"),
+                fixed_range=_pair(merged, "thermal.agc.fixed_range"),
+            )
+        except ValueError as error:  # AgcSettings speaks of its fields, not the parameters
+            name = "fixed_range" if agc_mode == "fixed" else "percentiles"
+            raise ValueError(f"parameter thermal.agc.{name}: {error}") from None
         registration = Registration.from_parameters(
             _choice(merged, "registration.mode", REGISTRATION_MODES),
             list(merged["registration.homography"]),
