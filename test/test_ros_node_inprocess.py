@@ -197,13 +197,20 @@ def test_lifecycle_over_services(lifecycle_harness: Harness) -> None:
     assert h.state() == State.PRIMARY_STATE_UNCONFIGURED
 
 
-def test_invalid_parameter_fails_configure() -> None:
+def test_invalid_parameter_fails_configure_and_can_be_fixed_at_run_time() -> None:
     harness = Harness(
         "fusion_bad_params", {"autostart": False, "allow_untrained": True, "input_qos": "fastest"}
     )
     try:
         assert not harness.transition(Transition.TRANSITION_CONFIGURE)
         assert harness.state() == State.PRIMARY_STATE_UNCONFIGURED
+        node = harness.fusion
+        # Another value may still change while input_qos is bad; the bad one can be fixed.
+        (result,) = node.set_parameters([Parameter("sync.slop", value=0.2)])
+        assert result.successful
+        (result,) = node.set_parameters([Parameter("input_qos", value="reliable")])
+        assert result.successful
+        assert harness.transition(Transition.TRANSITION_CONFIGURE)
     finally:
         harness.close()
 

@@ -221,7 +221,10 @@ class FusionNode(LifecycleNode):
         try:
             NodeSettings.from_values({**self._parameter_values(), **ours})
         except ValueError as error:
-            return SetParametersResult(successful=False, reason=str(error))
+            # Refuse only what the change itself breaks: after a failed configure with two bad
+            # values, fixing one of them must not be refused for the other.
+            if any(name in str(error) for name in ours):
+                return SetParametersResult(successful=False, reason=str(error))
         if self.settings is not None:
             self.get_logger().info(
                 f"parameter(s) {', '.join(sorted(ours))} set; read at configure, so they take "
