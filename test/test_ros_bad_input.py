@@ -103,6 +103,15 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BadInputRig]:
     assert stop_process(running.process) == 0, running.log_text()
 
 
+def test_library_notices_are_node_log_lines(rig: BadInputRig) -> None:
+    # The classical-priors notice comes from Python logging in the library: it reaches the
+    # operator as a node line with severity and name, not as a bare stderr line.
+    line = rig.wait_log(r"no SAM checkpoint configured")
+    assert re.search(
+        r"\[WARN\] \[[\d.]+\] \[[^\]]*sgdfuse_fusion\]: no SAM checkpoint configured", line
+    )
+
+
 def test_unknown_encoding_logged_once_and_counted(rig: BadInputRig) -> None:
     for _ in range(4):
         thermal, rgb = rig.good_pair()

@@ -13,6 +13,7 @@ Every bad frame is logged (throttled), counted in /diagnostics and skipped.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import sys
 import threading
@@ -793,6 +794,34 @@ class FusionNode(LifecycleNode):
         )
 
 
+class _RclpyLogHandler(logging.Handler):
+    """Python logging records as lines of an rclpy logger."""
+
+    def __init__(self, logger: Any) -> None:
+        super().__init__(logging.INFO)
+        self._logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            self._logger.error(message)
+        elif record.levelno >= logging.WARNING:
+            self._logger.warning(message)
+        else:
+            self._logger.info(message)
+
+
+def forward_library_logs(logger: Any) -> None:
+    """The library's Python logging (model loading, the prior backend, engine builds) through
+    the node's rclpy logger: with severity, time and node name like the node's own lines, not
+    as bare lines from Python's last-resort handler, which also drops INFO."""
+    library = logging.getLogger("sgdfuse_ros")
+    library.handlers = [h for h in library.handlers if not isinstance(h, _RclpyLogHandler)]
+    library.addHandler(_RclpyLogHandler(logger))
+    library.setLevel(logging.INFO)
+    library.propagate = False
+
+
 def _warm_up(pipeline: Any) -> None:
     """Fuse one tiny frame so lazy initialisation does not land on the first real frame.
 
@@ -835,6 +864,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         shutdown.raise_if_requested()
         node = FusionNode(shutdown_request=shutdown, parameter_sources=sources)
+        forward_library_logs(node.get_logger())
         if node.autostart:
             phase = "configuring (loading the models)"
             shutdown.raise_if_requested()
