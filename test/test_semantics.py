@@ -567,3 +567,14 @@ def test_semantics_imports_and_runs_classical_without_torch() -> None:
         "assert m.shape == (32, 32)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_classical_stand_in_takes_recorded_settings_under_given_options(caplog) -> None:
+    # "auto" without a checkpoint: the recorded classical settings are the defaults and an
+    # option given for the same field wins (both used to be passed: a TypeError at configure).
+    recorded = {**ClassicalPriorBackend().settings(), "work_size": 128, "ir_z_threshold": 2.5}
+    with caplog.at_level(logging.WARNING, logger="sgdfuse_ros"):
+        backend = build_prior_backend("auto", trained_settings=recorded, work_size=256)
+    assert backend.settings()["work_size"] == 256
+    assert backend.settings()["ir_z_threshold"] == 2.5
+    assert "no SAM checkpoint configured" in caplog.text

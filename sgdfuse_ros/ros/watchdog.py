@@ -6,7 +6,6 @@ the node runs ``check`` once a second and counts and logs what it returns.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 TOPICS = ("thermal", "rgb")
@@ -52,7 +51,8 @@ def check(state: InputState, timeout: float) -> list[Finding]:
                     "the topic remapping and QoS",
                 )
             )
-    accepted = {t: (state.seconds_since_accepted[t] or math.inf) < timeout for t in TOPICS}
+    since_ok = state.seconds_since_accepted
+    accepted = {t: since_ok[t] is not None and since_ok[t] < timeout for t in TOPICS}  # type: ignore[operator]
     # Frames rejected as bad input are traffic but cannot pair: that is bad_input's finding,
     # and a stamp hint built from older accepted frames would send the operator the wrong way.
     if active["thermal"] and active["rgb"] and accepted["thermal"] and accepted["rgb"]:

@@ -113,21 +113,19 @@ def build_prior_backend(
             sam_model_type, checkpoint, device, **{**base, **options}
         )
 
-    base = _recorded_options(recorded, "classical", _CLASSICAL_OPTIONS)
     if kind == "classical":
         _reject_options(options, _CLASSICAL_OPTIONS, "classical")
-        return ClassicalPriorBackend(**{**base, **options})
-
-    ignored = sorted(set(options) - _CLASSICAL_OPTIONS)
-    LOGGER.warning(
-        "no SAM checkpoint configured (sam_checkpoint is empty): the classical prior backend "
-        "(thermal hot objects + visible saliency, numpy/OpenCV) stands in for SAM, so the "
-        "semantic maps are coarser; set sam_checkpoint to a SAM .pth file for SAM priors%s",
-        f"; ignoring SAM-only options {ignored}" if ignored else "",
-    )
-    return ClassicalPriorBackend(
-        **base, **{key: value for key, value in options.items() if key in _CLASSICAL_OPTIONS}
-    )
+    else:
+        ignored = sorted(set(options) - _CLASSICAL_OPTIONS)
+        LOGGER.warning(
+            "no SAM checkpoint configured (sam_checkpoint is empty): the classical prior backend "
+            "(thermal hot objects + visible saliency, numpy/OpenCV) stands in for SAM, so the "
+            "semantic maps are coarser; set sam_checkpoint to a SAM .pth file for SAM priors%s",
+            f"; ignoring SAM-only options {ignored}" if ignored else "",
+        )
+    classical = {key: value for key, value in options.items() if key in _CLASSICAL_OPTIONS}
+    base = _recorded_options(recorded, "classical", _CLASSICAL_OPTIONS)
+    return ClassicalPriorBackend(**{**base, **classical})  # given options win over recorded
 
 
 def _recorded_options(
