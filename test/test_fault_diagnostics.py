@@ -382,9 +382,10 @@ class TestNodeOverDds:
         rejected = re.findall(r"skipping (\w+) input \(too_large\)", new_log)
         assert sorted(rejected) == ["rgb", "thermal"], new_log  # one line per topic per burst
         assert "4410000 pixels, above max_input_pixels=4194304" in new_log
-        # Rejected frames are traffic: no "silent" claim covers the moment a topic's oversized
-        # frame arrived. (A topic may still truly be silent before its frame arrives, or 2 s
-        # after it: a 2100×2100 message can take longer than the watchdog to cross DDS.)
+        # Rejected frames are traffic: a "silent" claim made after a topic's oversized frame
+        # arrived does not reach back past that frame. (Claims made before it are true: a
+        # 2100×2100 message can take longer than the watchdog to cross DDS, and the two topics'
+        # frames can arrive seconds apart.)
         for topic in ("thermal", "rgb"):
             (arrived,) = log_times(new_log, rf"skipping {topic} input \(too_large\)")
             claims = re.finditer(
@@ -392,7 +393,10 @@ class TestNodeOverDds:
                 new_log,
             )
             for claim in claims:
-                silent_since = float(claim.group(1)) - float(claim.group(2))
+                claimed_at = float(claim.group(1))
+                if claimed_at <= arrived:
+                    continue
+                silent_since = claimed_at - float(claim.group(2))
                 assert silent_since > arrived - 1.0, new_log  # "N s" is rounded to a second
         rss_after = rss_mib(rig.process.pid)
         assert rss_before is not None and rss_after is not None
