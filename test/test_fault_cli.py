@@ -157,13 +157,20 @@ def test_bag_fuse_with_an_unknown_topic(capsys, bags, tmp_path: Path) -> None:
 
 
 def test_failed_bag_fuse_leaves_nothing_behind(capsys, bags, tmp_path: Path) -> None:
-    """The PNG folder is a file: writing the first frame fails after the output bag was begun.
-    The partial bag is removed, so the corrected rerun to the same output works."""
+    """The PNG folder lies inside a file: writing the first frame fails after the output bag was
+    begun. The partial bag is removed, so the corrected rerun to the same output works."""
     not_a_folder = tmp_path / "frames"
     not_a_folder.write_text("x")
     output = tmp_path / "fused"
     code, errors = sgdfuse(
-        capsys, "bag", "fuse", bags["sqlite3"], output, "--png-dir", not_a_folder, "--no-progress"
+        capsys,
+        "bag",
+        "fuse",
+        bags["sqlite3"],
+        output,
+        "--png-dir",
+        not_a_folder / "day1",
+        "--no-progress",
     )
     assert code != 0 and len(errors) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # no bag, no temporary
@@ -171,6 +178,26 @@ def test_failed_bag_fuse_leaves_nothing_behind(capsys, bags, tmp_path: Path) -> 
     assert code == 0 and errors == []
     assert len(read_topic_images(output, DEFAULT_FUSED_TOPIC)) == FRAMES
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "fused"]
+
+
+@pytest.mark.parametrize("option", ["--mp4", "--png-dir"])
+def test_bag_fuse_refuses_a_video_folder_or_a_frames_file_before_fusing(
+    capsys, bags, tmp_path: Path, option: str
+) -> None:
+    wrong_kind = tmp_path / "media"
+    if option == "--mp4":
+        wrong_kind.mkdir()  # a folder where the video's file name belongs
+    else:
+        wrong_kind.write_text("x")  # a file where the frames' folder belongs
+    output = tmp_path / "fused"
+    code, errors = sgdfuse(
+        capsys, "bag", "fuse", bags["sqlite3"], output, option, wrong_kind, "--no-progress"
+    )
+    assert code != 0 and len(errors) == 1, errors
+    expected = "is a folder: give the video's file name" if option == "--mp4" else "is a file"
+    assert errors[0].startswith(f"sgdfuse bag fuse: error: {option} {wrong_kind}")
+    assert expected in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["media"]  # nothing written
 
 
 def test_broken_bag_from_a_real_process(bags, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -53,8 +55,21 @@ def test_translation_moves_content() -> None:
         ("homography", [1.0, 0.0, 0.0]),
         ("homography", [0.0] * 9),
         ("homography", [1.0, 0.0, 0.0, 0.0, float("nan"), 0.0, 0.0, 0.0, 1.0]),
+        ("none", [1.0, 0.0, 0.0]),  # a broken matrix is refused even while it is not used
     ],
 )
 def test_bad_configuration_is_refused(mode: str, matrix: list[float] | None) -> None:
     with pytest.raises(ValueError):
         Registration.from_parameters(mode, matrix)
+
+
+def test_matrix_ignored_by_mode_none_is_named_in_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    shift = [1.0, 0.0, 12.0, 0.0, 1.0, -4.0, 0.0, 0.0, 1.0]
+    with caplog.at_level(logging.WARNING, logger="sgdfuse_ros.io.registration"):
+        assert Registration.from_parameters("none", np.eye(3).reshape(-1).tolist()).mode == "none"
+        assert not caplog.records  # the default identity says nothing
+        assert Registration.from_parameters("none", shift).homography is None
+    (record,) = caplog.records
+    assert "registration.mode is none: the matrix is ignored" in record.getMessage()

@@ -109,7 +109,13 @@ def add_parser(subparsers: Any) -> None:
 def _run_fuse(args: argparse.Namespace) -> int:
     from sgdfuse_ros.tools.bag_fuse import check_bag_fuse_paths, fuse_bag
 
-    check_bag_fuse_paths(args.input, args.output, (args.thermal_topic, args.rgb_topic))
+    check_bag_fuse_paths(
+        args.input,
+        args.output,
+        (args.thermal_topic, args.rgb_topic),
+        png_dir=args.png_dir,
+        mp4_path=args.mp4,
+    )
     agc = image_codec.AgcSettings(
         args.agc, tuple(args.agc_percentiles), tuple(args.agc_range) if args.agc_range else None
     )

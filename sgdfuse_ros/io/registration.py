@@ -8,6 +8,7 @@ RGB pixel coordinates, which also handles different resolutions (e.g. 640×512 �
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ import numpy as np
 from sgdfuse_ros.errors import InputError
 
 REGISTRATION_MODES = ("none", "homography")
+
+logger = logging.getLogger(__name__)
 
 
 class RegistrationMismatchError(InputError):
@@ -33,21 +36,23 @@ class Registration:
 
     @classmethod
     def from_parameters(cls, mode: str, matrix: Sequence[float] | None) -> Registration:
-        """Validate the node / CLI parameters: a mode and, for homography, 9 row-major numbers."""
+        """Validate the node / CLI parameters: a mode and, for homography, 9 row-major numbers.
+
+        A matrix given with mode ``none`` is still checked, and a non-identity one is named in a
+        warning: it is ignored, which is what an operator who forgot the mode did not intend.
+        """
         if mode not in REGISTRATION_MODES:
             raise ValueError(
                 f"unknown registration.mode {mode!r}; use " + " or ".join(REGISTRATION_MODES)
             )
         if mode == "none":
+            if matrix is not None and not np.allclose(_checked_matrix(matrix), np.eye(3)):
+                logger.warning(
+                    "registration.homography is not the identity but registration.mode is none: "
+                    "the matrix is ignored (set registration.mode to homography to warp thermal)"
+                )
             return cls("none", None)
-        values = [float(v) for v in (matrix or [])]
-        if len(values) != 9:
-            raise ValueError(
-                f"registration.homography needs 9 numbers (3×3, row-major), got {len(values)}"
-            )
-        homography = np.asarray(values, np.float64).reshape(3, 3)
-        if not np.isfinite(homography).all():
-            raise ValueError("registration.homography contains NaN/inf")
+        homography = _checked_matrix(matrix or [])
         if abs(np.linalg.det(homography)) < 1e-12:
             raise ValueError("registration.homography is singular (determinant ~ 0)")
         return cls("homography", homography / homography[2, 2] if homography[2, 2] else homography)
@@ -73,6 +78,19 @@ class Registration:
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=0,
         )
+
+
+def _checked_matrix(matrix: Sequence[float]) -> np.ndarray:
+    """The 3×3 matrix of 9 finite row-major numbers, or ValueError naming the parameter."""
+    values = [float(v) for v in matrix]
+    if len(values) != 9:
+        raise ValueError(
+            f"registration.homography needs 9 numbers (3×3, row-major), got {len(values)}"
+        )
+    homography = np.asarray(values, np.float64).reshape(3, 3)
+    if not np.isfinite(homography).all():
+        raise ValueError("registration.homography contains NaN/inf")
+    return homography
 
 
 def scaling_homography(thermal_size: tuple[int, int], rgb_size: tuple[int, int]) -> list[float]:

@@ -46,11 +46,24 @@ class BagFuseReport:
 
 
 def check_bag_fuse_paths(
-    input_bag: str | Path, output_bag: str | Path, topics: tuple[str, ...]
+    input_bag: str | Path,
+    output_bag: str | Path,
+    topics: tuple[str, ...],
+    *,
+    png_dir: str | Path | None = None,
+    mp4_path: str | Path | None = None,
 ) -> int:
     """Fail fast, before any model loads: the output must not exist, the input must open and
-    carry the image ``topics``. Returns how many messages those topics hold (for progress)."""
+    carry the image ``topics``, the optional PNG folder must not be a file nor the video a
+    folder. Returns how many messages those topics hold (for progress)."""
     require_new_bag_path(output_bag)
+    if png_dir is not None and Path(png_dir).is_file():
+        raise NotADirectoryError(f"--png-dir {png_dir} is a file, not a folder")
+    if mp4_path is not None and Path(mp4_path).is_dir():
+        raise IsADirectoryError(
+            f"--mp4 {mp4_path} is a folder: give the video's file name, e.g. "
+            f"{Path(mp4_path) / 'fused.mp4'}"
+        )
     with open_bag_reader(input_bag) as reader:
         connections = [find_image_connection(reader, topic, input_bag) for topic in topics]
         return sum(connection.msgcount for connection in connections)
