@@ -8,7 +8,8 @@ which a test also uses to run fusion_node with the same command line where launc
 absent.
 """
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -23,19 +24,21 @@ def _fusion_node(context, *args, **kwargs):
             for argument in launch_args.LAUNCH_ARGUMENTS
         }
     )
-    return [
-        Node(
-            package=launch_args.PACKAGE,
-            executable=launch_args.EXECUTABLE,
-            name=values["node_name"],
-            namespace=values["namespace"],
-            parameters=[launch_args.params_file(values), launch_args.parameter_overrides(values)],
-            remappings=launch_args.remappings(values),
-            ros_arguments=["--log-level", values["log_level"]],
-            output="screen",
-            emulate_tty=True,
-        )
-    ]
+    node = Node(
+        package=launch_args.PACKAGE,
+        executable=launch_args.EXECUTABLE,
+        name=values["node_name"],
+        namespace=values["namespace"],
+        parameters=[launch_args.params_file(values), launch_args.parameter_overrides(values)],
+        remappings=launch_args.remappings(values),
+        ros_arguments=["--log-level", values["log_level"]],
+        output="screen",
+        emulate_tty=True,
+    )
+    failure_exits_launch = OnProcessExit(
+        target_action=node, on_exit=launch_args.fail_launch_if_node_failed
+    )
+    return [node, RegisterEventHandler(failure_exits_launch)]
 
 
 def generate_launch_description():

@@ -223,20 +223,23 @@ def test_launch_params_file_with_a_typo_is_one_line(tmp_path: Path) -> None:
 
 def test_ros2_launch_with_a_params_file(launch_install: Path, tmp_path: Path) -> None:
     """The real `ros2 launch ... params_file:=...` (launch_ros adds its own overrides file):
-    a typo is the node's one line and launch's "process has died ... exit code 1"; exact
-    conversions start the node."""
+    a typo is the node's one line, launch's "process has died ... exit code 1" and ros2 launch's
+    own exit code 1; exact conversions start the node."""
     from launch_helpers import LaunchedFusion
 
     typo = write_params(tmp_path / "typo.yaml", {"sync": {"slopp": 0.1}})
     launched = LaunchedFusion(
         launch_install, {"params_file": str(typo)}, tmp_path / "typo.log", _domain()
     )
-    launched.wait(120.0)
+    exit_code = launched.wait(120.0)
     output = launched.output()
     node_lines = [line for line in output.splitlines() if "[sgdfuse_fusion]" in line]
     assert len(node_lines) == 1, output
     assert f"sync.slopp in {typo} (did you mean sync.slop?)" in node_lines[0], output
     assert "exit code 1" in output and "Traceback" not in output, output
+    # ros2 launch itself fails, so a supervisor sees it (launch's default would be 0)
+    assert exit_code == 1, output
+    assert "fusion_node exited with code 1 (its log line above says why)" in output, output
 
     shipped = yaml.safe_load(SHIPPED.read_text())
     shipped["/**"]["ros__parameters"].update(allow_untrained=True, steps=2.0)

@@ -43,8 +43,27 @@ H, W = 64, 80
 def test_launch_file_is_thin_and_uses_the_shared_arguments() -> None:
     text = LAUNCH_FILE.read_text()
     assert "def generate_launch_description" in text
-    for helper in ("LAUNCH_ARGUMENTS", "params_file(", "parameter_overrides(", "remappings("):
+    for helper in (
+        "LAUNCH_ARGUMENTS",
+        "params_file(",
+        "parameter_overrides(",
+        "remappings(",
+        "fail_launch_if_node_failed",
+    ):
         assert f"launch_args.{helper}" in text, helper
+
+
+def test_a_failed_node_fails_the_launch_but_a_shutdown_does_not() -> None:
+    """The launch file's OnProcessExit handler, with launch's event and context reduced to the
+    two fields it reads."""
+    from types import SimpleNamespace
+
+    running = SimpleNamespace(is_shutdown=False)
+    stopping = SimpleNamespace(is_shutdown=True)
+    launch_args.fail_launch_if_node_failed(SimpleNamespace(returncode=0), running)
+    launch_args.fail_launch_if_node_failed(SimpleNamespace(returncode=-2), stopping)
+    with pytest.raises(launch_args.NodeFailedError, match="fusion_node exited with code 1"):
+        launch_args.fail_launch_if_node_failed(SimpleNamespace(returncode=1), running)
 
 
 def test_generate_launch_description_where_launch_ros_imports() -> None:

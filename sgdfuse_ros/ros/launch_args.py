@@ -160,5 +160,23 @@ def node_ros_arguments(values: dict[str, str], overrides_file: str | Path) -> li
     return arguments
 
 
+class NodeFailedError(RuntimeError):
+    """fusion_node ended on its own with a failure."""
+
+
+def fail_launch_if_node_failed(event: Any, context: Any) -> None:
+    """OnProcessExit handler for the launch file (``event.returncode``, ``context.is_shutdown``).
+
+    launch exits 0 when its only node dies, so a supervisor (systemd, a robot's bring-up script)
+    would never restart it. Raising here makes launch log one error line naming the node and
+    exit 1. An exit during launch's own shutdown (Ctrl-C, SIGTERM) is not a failure.
+    """
+    if event.returncode != 0 and not context.is_shutdown:
+        raise NodeFailedError(
+            f"{EXECUTABLE} exited with code {event.returncode} (its log line above says why); "
+            "ros2 launch exits 1"
+        )
+
+
 def _absolute(namespace: str) -> str:
     return namespace if namespace.startswith("/") else "/" + namespace
