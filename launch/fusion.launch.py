@@ -34,6 +34,7 @@ def _fusion_node(context, *args, **kwargs):
         ros_arguments=["--log-level", values["log_level"]],
         output="screen",
         emulate_tty=True,
+        additional_env=launch_args.NODE_ENVIRONMENT,
     )
     failure_exits_launch = OnProcessExit(
         target_action=node, on_exit=launch_args.fail_launch_if_node_failed

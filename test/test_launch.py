@@ -49,6 +49,7 @@ def test_launch_file_is_thin_and_uses_the_shared_arguments() -> None:
         "parameter_overrides(",
         "remappings(",
         "fail_launch_if_node_failed",
+        "NODE_ENVIRONMENT",
     ):
         assert f"launch_args.{helper}" in text, helper
 
@@ -117,7 +118,8 @@ def test_fusion_node_runs_with_the_launch_command_line(tmp_path: Path) -> None:
     arguments = launch_args.node_ros_arguments(values, overrides_file)
     domain = random.randint(1, 100)
     log = tmp_path / "fusion_node.log"
-    process = start_fusion_node(arguments, isolated_ros_environment(domain), log)
+    environment = {**isolated_ros_environment(domain), **launch_args.NODE_ENVIRONMENT}
+    process = start_fusion_node(arguments, environment, log)
     observer = FusionObserver(domain_id=domain)
     try:
         node = observer.node

@@ -298,3 +298,84 @@ def test_a_parameter_of_the_wrong_type_ends_in_one_line_and_exit_1(tmp_path: Pat
     assert "Traceback" not in output, output
     errors = [line for line in output.splitlines() if "[ERROR]" in line]
     assert len(errors) == 1 and "steps" in errors[0], output
+
+
+# ------------------------------------------------------------------ the launcher goes away
+def _node_under_a_parent(log_path: Path, domain_id: int, stop_with_parent: bool):
+    """fusion_node started by a short-lived parent process, as launch starts it; the node's
+    output goes to ``log_path`` itself, so it survives the parent. Returns (parent, node pid)."""
+    env = isolated_ros_environment(domain_id)
+    env["RCUTILS_COLORIZED_OUTPUT"] = "0"
+    if stop_with_parent:
+        env["SGDFUSE_STOP_WITH_PARENT"] = "1"
+    starter = (
+        "import subprocess, sys, time\n"
+        "log = open(sys.argv[1], 'wb')\n"
+        "node = subprocess.Popen([sys.executable, '-m', 'sgdfuse_ros.ros.entry', '--ros-args',"
+        " '-p', 'steps:=1'], stdout=log, stderr=subprocess.STDOUT)\n"
+        "print(node.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", starter, str(log_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    return parent, int(parent.stdout.readline())
+
+
+@pytest.mark.parametrize("stop_with_parent", [True, False], ids=["launch-file", "by-hand"])
+def test_node_stops_when_its_launcher_dies(tmp_path: Path, stop_with_parent: bool) -> None:
+    """ros2 launch dies on SIGTERM or SIGKILL without stopping its node. Started the launch
+    file's way (SGDFUSE_STOP_WITH_PARENT=1) the orphan stops cleanly within a second or two;
+    started by hand it keeps running (nohup, a terminal that is closed: the user's choice)."""
+    log_path = tmp_path / "node.log"
+    parent, node_pid = _node_under_a_parent(log_path, random_domain(), stop_with_parent)
+    output = lambda: log_path.read_text(errors="replace")  # noqa: E731
+    try:
+        wait_until(lambda: "active:" in output(), 180.0, "activation", output)
+        parent.kill()  # SIGKILL: nothing can be forwarded
+        parent.wait(10.0)
+        killed_at = time.monotonic()
+        if stop_with_parent:
+            wait_until(lambda: not process_running(node_pid), 15.0, "the orphan to stop", output)
+            lines = [line for line in output().splitlines() if "shut down on" in line]
+            assert len(lines) == 1, output()
+            assert (
+                f"shut down on parent exit (launcher pid {parent.pid} ended) while active"
+                in (lines[0])
+            )
+            assert "Traceback" not in output()
+            assert time.monotonic() - killed_at < 10.0
+        else:
+            time.sleep(3.0)
+            assert process_running(node_pid), output()
+            assert "shut down on" not in output()
+    finally:
+        if process_running(node_pid):
+            os.kill(node_pid, signal.SIGKILL)
+
+
+def test_sigterm_to_ros2_launch_alone_does_not_orphan_the_node(
+    launch_install: Path, tmp_path: Path
+) -> None:
+    """Upstream launch ends on SIGTERM without stopping its processes (it says "using SIGTERM
+    can result in orphaned processes"); the node started by our launch file stops by itself."""
+    launched = LaunchedFusion(
+        launch_install,
+        {"thermal_topic": THERMAL, "rgb_topic": RGB, "steps": "1"},
+        tmp_path / "launch.log",
+        random_domain(),
+    )
+    try:
+        node_pid = launched.node_pid()
+        wait_until(lambda: "active:" in launched.output(), 180.0, "activation", launched.output)
+        launched.process.send_signal(signal.SIGTERM)  # to launch only, not its group
+        launched.wait(30.0)
+        wait_until(lambda: not process_running(node_pid), 15.0, "the node to stop", launched.output)
+    finally:
+        launched.kill()
+        if process_running(node_pid):
+            os.kill(node_pid, signal.SIGKILL)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import sys
 
-from sgdfuse_ros.ros.shutdown import SHUTDOWN
+from sgdfuse_ros.ros.shutdown import SHUTDOWN, watch_parent
 
 
 def fusion_node(args: list[str] | None = None) -> int:
     SHUTDOWN.install()
+    watch_parent(SHUTDOWN)
     from sgdfuse_ros.ros.node import main
 
     return main(args)

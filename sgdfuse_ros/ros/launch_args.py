@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from sgdfuse_ros.io.topic_names import check_topic_name
+from sgdfuse_ros.ros.shutdown import STOP_WITH_PARENT_ENV
 
 PACKAGE = "sgdfuse_ros"
 EXECUTABLE = "fusion_node"
@@ -158,6 +159,10 @@ def node_ros_arguments(values: dict[str, str], overrides_file: str | Path) -> li
         arguments += ["-r", f"{source}:={target}"]
     arguments += ["--log-level", values["log_level"]]
     return arguments
+
+
+# The node stops when launch has gone (launch dies on SIGTERM without stopping it): shutdown.py
+NODE_ENVIRONMENT = {STOP_WITH_PARENT_ENV: "1"}
 
 
 class NodeFailedError(RuntimeError):

@@ -8,16 +8,23 @@ handler invalidates the context while the inference thread is still publishing. 
 signal only records the request; later ones are counted; the node's main loop sees the request,
 stops taking frames, finishes or abandons the frame in flight, frees the models and exits 0.
 Nothing here imports rclpy, so the handlers can be installed before the slow imports.
+
+``ros2 launch`` itself dies on SIGTERM (upstream launch only handles SIGINT cleanly) and on
+SIGKILL without stopping its processes: a node it started would go on running, orphaned, holding
+the GPU and publishing. The launch file therefore sets ``SGDFUSE_STOP_WITH_PARENT=1`` and the node
+treats the end of its parent process as a request to stop (``watch_parent``).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_WITH_PARENT_ENV = "SGDFUSE_STOP_WITH_PARENT"
 
 
 class ShutdownRequested(BaseException):  # noqa: N818 - a request, like KeyboardInterrupt
@@ -67,6 +74,29 @@ class ShutdownRequest:
     def raise_if_requested(self) -> None:
         if self.requested:
             raise ShutdownRequested(self.signal_name)
+
+
+def watch_parent(request: ShutdownRequest, poll: float = 0.5) -> threading.Thread | None:
+    """Request shutdown once this process's parent has ended, if ``SGDFUSE_STOP_WITH_PARENT`` is
+    1 (set by the launch file; a node started by hand or by nohup keeps running on its own).
+
+    A daemon thread compares ``os.getppid()`` with its value at start: an orphan is re-parented
+    (to init or a subreaper). Returns the thread, or None when not asked to watch.
+    """
+    if os.environ.get(STOP_WITH_PARENT_ENV) != "1":
+        return None
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not request.requested:
+            if os.getppid() != parent:
+                request.request(f"parent exit (launcher pid {parent} ended)")
+                return
+            time.sleep(poll)
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 # One per process: fusion_node installs it before importing rclpy and torch.
